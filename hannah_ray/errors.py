@@ -1,0 +1,9 @@
+"""Errors a user can act on: each names the key, what was given and what is allowed."""
+
+
+class SweepConfigError(ValueError):
+    """Bad sweep input, found before any trial starts."""
+
+
+class InvalidReturnError(ValueError):
+    """A task returned something that is not an objective value."""

@@ -1,0 +1,77 @@
+"""Sweep results on disk: ``optimization_results.yaml`` and a table of every trial (``trials.csv``)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+RESULTS_FILE = "optimization_results.yaml"
+TRIALS_FILE = "trials.csv"
+
+
+def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> dict[str, Any]:
+    """Write both files into ``sweep_dir`` and return what went into the YAML file."""
+    os.makedirs(sweep_dir, exist_ok=True)
+    trials = study.get_trials(deepcopy=False)
+    summary: dict[str, Any] = {
+        "name": "ray_optuna",
+        "study_name": study.study_name,
+        "storage": storage_label,
+        "directions": [d.name.lower() for d in study.directions],
+        "n_trials": {
+            state.name.lower(): sum(t.state == state for t in trials)
+            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        },
+    }
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        if len(study.directions) == 1:
+            best = study.best_trial
+            summary.update(
+                best_params=best.params,
+                best_value=best.value,
+                best_trial={"number": best.number, "job_dir": best.user_attrs.get("job_dir")},
+            )
+        else:
+            summary["solutions"] = [
+                {
+                    "number": t.number,
+                    "params": t.params,
+                    "values": t.values,
+                    "job_dir": t.user_attrs.get("job_dir"),
+                }
+                for t in study.best_trials
+            ]
+    with open(os.path.join(sweep_dir, RESULTS_FILE), "w") as out:
+        yaml.safe_dump(summary, out, sort_keys=False)
+    write_trials_table(trials, len(study.directions), os.path.join(sweep_dir, TRIALS_FILE))
+    return summary
+
+
+def write_trials_table(trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: str) -> None:
+    """One row per trial: number, job folder, state, values, duration, params, user attributes."""
+    param_names = sorted({name for t in trials for name in t.params})
+    attr_names = sorted(
+        {name for t in trials for name in t.user_attrs} - {"job_dir", "fail_reason", "ray_trial_id"}
+    )
+    value_names = ["value"] if n_objectives == 1 else [f"value_{i}" for i in range(n_objectives)]
+    header = ["number", "job_dir", "state", *value_names, "duration_s", "datetime_start"]
+    header += [f"params.{p}" for p in param_names] + [f"user_attrs.{a}" for a in attr_names]
+    header += ["fail_reason"]
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        for t in sorted(trials, key=lambda trial: trial.number):
+            values = list(t.values) if t.values else [None] * n_objectives
+            duration = t.duration.total_seconds() if t.duration is not None else None
+            writer.writerow(
+                [t.number, t.user_attrs.get("job_dir"), t.state.name, *values, duration]
+                + [t.datetime_start.isoformat() if t.datetime_start else None]
+                + [t.params.get(p) for p in param_names]
+                + [t.user_attrs.get(a) for a in attr_names]
+                + [t.user_attrs.get("fail_reason")]
+            )

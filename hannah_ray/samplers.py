@@ -1,0 +1,101 @@
+"""``hydra.sweeper.sampler`` -> an Optuna sampler, its arguments checked before any trial."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from hydra.utils import get_class
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.samplers import BaseSampler, GridSampler
+
+from .errors import SweepConfigError
+
+
+def build_sampler(
+    sampler_config: Mapping[str, Any],
+    distributions: Mapping[str, BaseDistribution],
+    seed_offset: int = 0,
+) -> BaseSampler:
+    """Instantiate the configured sampler.
+
+    ``seed_offset`` (the number of trials a resumed study holds) shifts a fixed seed, so that a
+    resumed sweep does not replay the parameters its first run already tried.
+    """
+    kwargs = dict(sampler_config)
+    target = kwargs.pop("_target_", None)
+    if not target:
+        raise SweepConfigError("hydra.sweeper.sampler has no _target_; choose hydra/sweeper/sampler=tpe, ...")
+    try:
+        sampler_class = get_class(target)
+    except Exception as error:
+        raise SweepConfigError(
+            f"hydra.sweeper.sampler._target_={target!r} cannot be imported: {error}"
+        ) from error
+    if not (isinstance(sampler_class, type) and issubclass(sampler_class, BaseSampler)):
+        raise SweepConfigError(
+            f"hydra.sweeper.sampler._target_={target!r} is not an optuna.samplers.BaseSampler."
+        )
+    allowed = _parameters(sampler_class)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise SweepConfigError(
+            f"hydra.sweeper.sampler: {sampler_class.__name__} has no argument(s) {unknown}. "
+            f"Allowed: {sorted(allowed)}."
+        )
+    if kwargs.get("seed") is not None and seed_offset:
+        kwargs["seed"] = int(kwargs["seed"]) + seed_offset
+    if issubclass(sampler_class, GridSampler) and kwargs.get("search_space") is None:
+        kwargs["search_space"] = grid_from_distributions(distributions)
+    try:
+        return sampler_class(**kwargs)
+    except Exception as error:
+        raise SweepConfigError(
+            f"hydra.sweeper.sampler: {sampler_class.__name__}({kwargs}) failed: {error}"
+        ) from error
+
+
+def grid_from_distributions(distributions: Mapping[str, BaseDistribution]) -> dict[str, list]:
+    """Every value of each discrete distribution; continuous ones cannot be gridded."""
+    grid: dict[str, list] = {}
+    for name, dist in distributions.items():
+        if isinstance(dist, CategoricalDistribution):
+            grid[name] = list(dist.choices)
+        elif isinstance(dist, IntDistribution) and not dist.log:
+            grid[name] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:
+            low, step = Decimal(str(dist.low)), Decimal(str(dist.step))
+            count = int((Decimal(str(dist.high)) - low) / step) + 1
+            grid[name] = [float(low + i * step) for i in range(count)]
+        else:
+            raise SweepConfigError(
+                f"The grid sampler needs discrete parameters, but key '{name}' is {dist}. "
+                "Allowed: choice(...), comma lists, range(...)."
+            )
+    return grid
+
+
+def grid_size(sampler: BaseSampler) -> int | None:
+    """How many points a grid sampler holds (None for other samplers)."""
+    if not isinstance(sampler, GridSampler):
+        return None
+    size = 1
+    for values in sampler._search_space.values():  # noqa: SLF001  (Optuna keeps it private)
+        size *= len(values)
+    return size
+
+
+def _parameters(sampler_class: type) -> list[str]:
+    signature = inspect.signature(sampler_class.__init__)
+    return [
+        name
+        for name, parameter in signature.parameters.items()
+        if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]

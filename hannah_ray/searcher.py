@@ -1,0 +1,135 @@
+"""Ray Tune's OptunaSearch on a persisted study, suggesting Hydra overrides."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.samplers import BaseSampler
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
+
+from .ledger import SweepLedger, TrialOutcome
+from .search_space import SearchSpace
+from .trial_runner import FINAL, OBJECTIVE
+
+log = logging.getLogger(__name__)
+
+CustomSearchSpace = Callable[[Any, optuna.Trial], None]
+
+
+class HydraOptunaSearch(OptunaSearch):
+    """Suggests ``{"number": optuna trial number, "overrides": [...]}`` for each Tune trial and
+    tells the study what the Hydra job returned.
+
+    Overridden seams: ``suggest`` (custom search space, Hydra overrides), ``on_trial_complete``
+    (the job's values, user attributes and failures, not Tune's last metric), ``on_trial_result``
+    (only intermediate reports), ``save``/``restore`` (the study lives in its storage, so nothing
+    of it, credentials included, is pickled into Ray's experiment folder).
+    """
+
+    def __init__(
+        self,
+        *,
+        search_space: SearchSpace,
+        directions: list[str],
+        study_name: str,
+        storage: BaseStorage,
+        sampler: BaseSampler,
+        ledger: SweepLedger,
+        custom_search_space: CustomSearchSpace | None = None,
+        sweep_config: Any = None,
+    ) -> None:
+        modes = ["min" if d == "minimize" else "max" for d in directions]
+        multi = len(directions) > 1
+        super().__init__(
+            space=dict(search_space.distributions),
+            metric=[f"{OBJECTIVE}_{i}" for i in range(len(modes))] if multi else OBJECTIVE,
+            mode=modes if multi else modes[0],
+            sampler=sampler,
+            study_name=study_name,
+            storage=storage,
+        )
+        if self._ot_study is None:  # an empty fixed space: everything comes from the custom one
+            self._setup_study(self._mode)
+        self._search_space = search_space
+        self._custom_search_space = custom_search_space
+        self._sweep_config = sweep_config
+        self._ledger = ledger
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
+        return False  # the space and the study are fixed at construction
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id not in self._ot_trials:
+            ot_trial = self._ot_study.ask(fixed_distributions=self._space)
+            if self._custom_search_space is not None:
+                self._custom_search_space(self._sweep_config, ot_trial)
+            self._ot_trials[trial_id] = ot_trial
+        ot_trial = self._ot_trials[trial_id]
+        return {
+            "number": ot_trial.number,
+            "overrides": self._search_space.trial_overrides(ot_trial.params),
+        }
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get(FINAL) or isinstance(self.metric, list) or self.metric not in result:
+            return
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._completed_trials.add(trial_id)
+        ot_trial = self._ot_trials.pop(trial_id)
+        outcome = TrialOutcome.from_result(result, error, trial_id)
+        for key, value in outcome.user_attrs.items():
+            ot_trial.set_user_attr(key, value)
+        try:
+            if outcome.state == TrialState.COMPLETE:
+                frozen = self._ot_study.tell(ot_trial, outcome.values)
+            else:
+                frozen = self._ot_study.tell(ot_trial, state=outcome.state)
+        except Exception as tell_error:  # never lose the sweep over one bad tell
+            log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
+            frozen = None
+        self._ledger.record(ot_trial.number, outcome, frozen)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as output:
+            pickle.dump({"study_name": self._study_name}, output)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: a rerun of the same command continues the study from its storage."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the search algorithm into its experiment folder; keep the storage (and any
+        # password in its URL) out of that pickle.
+        state = self.__dict__.copy()
+        for key in ("_ot_study", "_storage", "_sampler", "_ot_trials", "_ledger", "_sweep_config"):
+            state[key] = None
+        return state
+
+
+class FailureRateStopper(Stopper):
+    """Ends the Tune experiment once failures exceed ``hydra.sweeper.max_failure_rate``."""
+
+    def __init__(self, ledger: SweepLedger) -> None:
+        self._ledger = ledger
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self._ledger.failure_rate_exceeded()

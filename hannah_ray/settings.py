@@ -1,0 +1,136 @@
+"""The sweeper's config, checked once before any trial (every error names the key)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .errors import SweepConfigError
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class SweepSettings:
+    sampler: dict[str, Any]
+    directions: list[str]
+    storage: str | None
+    study_name: str | None
+    n_trials: int
+    add_trials: bool
+    n_jobs: int | None
+    max_failure_rate: float
+    params: dict[str, Any]
+    custom_search_space: str | None
+    metric: str | list[str] | None
+    cpu_per_trial: float
+    gpu_per_trial: float
+    ray_init: dict[str, Any]
+    reuse_actors: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SweepSettings:
+        plain = {k: _plain(v) for k, v in config.items()}
+        directions = _directions(plain.get("direction", "minimize"))
+        resources = plain.get("resources_per_trial") or {}
+        settings = cls(
+            sampler=dict(plain.get("sampler") or {}),
+            directions=directions,
+            storage=None if plain.get("storage") is None else str(plain["storage"]),
+            study_name=None if plain.get("study_name") is None else str(plain["study_name"]),
+            n_trials=_int(plain.get("n_trials", 20), "n_trials", minimum=0),
+            add_trials=bool(plain.get("add_trials", False)),
+            n_jobs=None if plain.get("n_jobs") is None else _int(plain["n_jobs"], "n_jobs", 1),
+            max_failure_rate=_rate(plain.get("max_failure_rate", 0.0)),
+            params=dict(plain.get("params") or {}),
+            custom_search_space=plain.get("custom_search_space"),
+            metric=_metric(plain.get("metric"), len(directions)),
+            cpu_per_trial=_resource(resources.get("cpu", 1.0), "cpu"),
+            gpu_per_trial=_resource(resources.get("gpu", 0.0), "gpu"),
+            ray_init=_ray_init(plain.get("ray") or {}),
+            reuse_actors=bool(plain.get("reuse_actors", True)),
+        )
+        unknown = set(plain) - {
+            "sampler", "direction", "storage", "study_name", "n_trials", "add_trials", "n_jobs",
+            "max_failure_rate", "params", "custom_search_space", "metric", "resources_per_trial",
+            "ray", "reuse_actors", "_recursive_",
+        }  # fmt: skip
+        if unknown:
+            raise SweepConfigError(f"Unknown hydra.sweeper key(s): {sorted(unknown)}.")
+        return settings
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Enum):
+        return value.name
+    return value
+
+
+def _directions(direction: Any) -> list[str]:
+    items = direction if isinstance(direction, list | tuple) else [direction]
+    names = [item.name if isinstance(item, Enum) else str(item) for item in items]
+    bad = [n for n in names if n not in DIRECTIONS]
+    if not names or bad:
+        raise SweepConfigError(
+            f"hydra.sweeper.direction={direction!r}: allowed values are 'minimize' or 'maximize', "
+            "or a list of them for multi-objective search."
+        )
+    return names
+
+
+def _metric(metric: Any, n_objectives: int) -> str | list[str] | None:
+    if metric is None:
+        return None
+    if isinstance(metric, str):
+        metric = [metric] if n_objectives > 1 else metric
+    if isinstance(metric, list):
+        if len(metric) != n_objectives or not all(isinstance(m, str) for m in metric):
+            raise SweepConfigError(
+                f"hydra.sweeper.metric={metric!r}: give one key name per direction "
+                f"({n_objectives} direction(s))."
+            )
+        return metric[0] if n_objectives == 1 else metric
+    raise SweepConfigError(f"hydra.sweeper.metric={metric!r}: allowed: a key name or a list of them.")
+
+
+def _int(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SweepConfigError(f"hydra.sweeper.{key}={value!r}: allowed: an integer >= {minimum}.")
+    return value
+
+
+def _rate(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise SweepConfigError(
+            f"hydra.sweeper.max_failure_rate={value!r}: allowed: a number from 0.0 to 1.0."
+        )
+    return float(value)
+
+
+def _resource(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise SweepConfigError(
+            f"hydra.sweeper.resources_per_trial.{key}={value!r}: allowed: a number >= 0 "
+            "(fractions share a device, e.g. 0.25)."
+        )
+    return float(value)
+
+
+def _ray_init(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    import ray
+
+    allowed = set(inspect.signature(ray.init).parameters) - {"kwargs"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise SweepConfigError(
+            f"hydra.sweeper.ray: ray.init has no argument(s) {unknown}. "
+            f"Allowed: {sorted(allowed)}."
+        )
+    return {k: v for k, v in kwargs.items() if v is not None}

@@ -1,0 +1,130 @@
+"""``hydra.sweeper.storage`` -> an Optuna storage, with credentials kept out of sight.
+
+* ``null``: in memory (lost when the sweep ends);
+* ``sqlite:///file.db``: set up for several writers (WAL journal, 60 s busy timeout);
+* any other SQLAlchemy URL (``postgresql://``, ``mysql://``, ...);
+* ``journal:///file.journal``: Optuna's journal file with its file lock (fast, NFS-safe).
+
+Relative file paths are taken from the directory the command was started in, as in SQLAlchemy
+(``sqlite:///rel.db`` is relative, ``sqlite:////abs.db`` absolute).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import TYPE_CHECKING
+
+from .errors import SweepConfigError
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+JOURNAL_SCHEME = "journal://"
+SQLITE_BUSY_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+
+
+def mask_url(url: str | None) -> str:
+    """The URL with any password replaced by ``***`` (safe to print, log and write)."""
+    if url is None:
+        return "in-memory"
+    if url.startswith(JOURNAL_SCHEME):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        # Unparseable: keep the scheme and the part after any '@' only.
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def resolve_storage_url(url: str | None, base_dir: str) -> str | None:
+    """Make a relative sqlite or journal path absolute against ``base_dir``."""
+    if url is None:
+        return None
+    url = str(url)
+    for prefix in ("sqlite:///", JOURNAL_SCHEME + "/"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            if path and path != ":memory:" and not os.path.isabs(path):
+                return prefix + os.path.join(base_dir, path)
+    return url
+
+
+def create_storage(url: str | None) -> BaseStorage:
+    """Open (and create if needed) the storage; fails fast with a clear, credential-free message."""
+    import optuna
+
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    if url.startswith(JOURNAL_SCHEME):
+        return _journal_storage(url)
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception as error:
+        raise SweepConfigError(
+            f"hydra.sweeper.storage={mask_url(url)!r} is not a storage URL. Allowed: null, "
+            "sqlite:///file.db, a SQLAlchemy URL such as postgresql://user:pass@host/db, "
+            "or journal:///file.journal."
+        ) from error
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        _prepare_sqlite(parsed.database)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    elif parsed.get_backend_name() in ("postgresql", "mysql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:
+        raise SweepConfigError(
+            f"Cannot open hydra.sweeper.storage={mask_url(url)!r}: "
+            f"{type(error).__name__}: {_scrub(str(error), url)}"
+        ) from None
+
+
+def _journal_storage(url: str) -> BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = url[len(JOURNAL_SCHEME) :]
+    path = path[1:] if path.startswith("/") else path
+    if not path:
+        raise SweepConfigError(
+            f"hydra.sweeper.storage={url!r} names no file. Allowed: journal:///relative.journal "
+            "or journal:////absolute/path.journal."
+        )
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise SweepConfigError(
+            f"hydra.sweeper.storage={url!r}: the directory {directory!r} does not exist."
+        )
+    return JournalStorage(JournalFileBackend(path))
+
+
+def _prepare_sqlite(database: str | None) -> None:
+    """WAL lets readers and one writer work at once; it is a property of the file, set once."""
+    if not database or database == ":memory:":
+        return
+    directory = os.path.dirname(database) or "."
+    if not os.path.isdir(directory):
+        raise SweepConfigError(
+            f"hydra.sweeper.storage: the directory {directory!r} of the SQLite file does not exist."
+        )
+    with sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the password of ``url`` from a driver's error text."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text

@@ -1,0 +1,188 @@
+"""The ``ray_optuna`` sweep: command line -> search space -> Ray Tune trials -> study and results."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, _save_config
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method
+from omegaconf import DictConfig
+
+from .errors import SweepConfigError
+from .settings import SweepSettings
+
+log = logging.getLogger("hannah_ray.sweep")
+
+# Tune's per-trial logger callbacks cost ~0.05 s a trial and duplicate what Hydra's job folder
+# holds; experiment checkpoints are only needed for Tune's own restore, which we do not use.
+_TUNE_ENVIRONMENT = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "TUNE_GLOBAL_CHECKPOINT_S": "60",
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+}
+
+
+class RayOptunaSweep:
+    """Everything the plugin's ``sweep`` does; built in the plugin's ``setup``."""
+
+    def __init__(
+        self,
+        sweeper_config: Mapping[str, Any],
+        *,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
+    ) -> None:
+        self.settings = SweepSettings.from_config(sweeper_config)
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+        self.config = config
+
+    def run(self, arguments: list[str]) -> list[list[JobReturn]]:
+        from .search_space import parse_search_space
+        from .storage import create_storage, mask_url, resolve_storage_url
+        from .study import existing_trials, trials_to_run
+
+        settings = self.settings
+        space = parse_search_space(arguments, settings.params, self.hydra_context.config_loader)
+        custom = _load_custom_search_space(settings.custom_search_space)
+        self._check_trial_config(space)
+        sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
+        os.makedirs(sweep_dir, exist_ok=True)
+        _save_config(self.config, "multirun.yaml", Path(sweep_dir))
+        storage_url = resolve_storage_url(settings.storage, self.config.hydra.runtime.cwd)
+        storage_label = mask_url(storage_url)
+        study_name = settings.study_name or str(self.config.hydra.job.name)
+        storage = create_storage(storage_url)
+        stored = existing_trials(storage, study_name, settings.directions, storage_label)
+        from .samplers import build_sampler, grid_size
+
+        sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
+        n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
+        size = grid_size(sampler)
+        if size is not None and n_to_run > size:
+            log.info("The grid holds %d points: running %d trials, not %d.", size, size, n_to_run)
+            n_to_run = size
+        log.info(
+            "ray_optuna: study '%s' in %s, %d trial(s) to run, sampler %s, sweep folder %s",
+            study_name,
+            storage_label,
+            n_to_run,
+            type(sampler).__name__,
+            sweep_dir,
+        )
+        for key, dist in space.distributions.items():
+            log.info("  %s: %s", key, dist)
+
+        from .ledger import SweepLedger
+        from .results import write_results
+        from .searcher import HydraOptunaSearch
+
+        ledger = SweepLedger(
+            settings.max_failure_rate, min_denominator=settings.n_jobs or 2,
+            directions=settings.directions,
+        )  # fmt: skip
+        searcher = HydraOptunaSearch(
+            search_space=space,
+            directions=settings.directions,
+            study_name=study_name,
+            storage=storage,
+            sampler=sampler,
+            ledger=ledger,
+            custom_search_space=custom,
+            sweep_config=self.config,
+        )
+        try:
+            if n_to_run > 0:
+                self._run_trials(searcher, ledger, n_to_run, sweep_dir)
+        finally:
+            summary = write_results(searcher.study, sweep_dir, storage_label)
+            log.info("Results: %s", {k: v for k, v in summary.items() if k.startswith("best")})
+        if ledger.failure_rate_exceeded() and ledger.first_error is not None:
+            log.error(
+                "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
+                ledger.failed, ledger.finished, settings.max_failure_rate,
+            )  # fmt: skip
+            raise ledger.first_error
+        return [ledger.job_returns]
+
+    def _run_trials(self, searcher: Any, ledger: Any, n_to_run: int, sweep_dir: str) -> None:
+        import ray
+        from ray import tune
+
+        from .searcher import FailureRateStopper
+        from .trial_runner import TrialPayload, run_trial
+
+        os.environ.update(_TUNE_ENVIRONMENT)
+        if not ray.is_initialized():
+            ray.init(**self.settings.ray_init)
+        payload = TrialPayload(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=self.config,
+            singleton_state=Singleton.get_state(),
+            n_objectives=len(self.settings.directions),
+            metric=self.settings.metric,
+        )
+        resources = {"cpu": self.settings.cpu_per_trial, "gpu": self.settings.gpu_per_trial}
+        trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload), resources)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=n_to_run,
+                max_concurrent_trials=self.settings.n_jobs,
+                reuse_actors=self.settings.reuse_actors,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name="ray_tune",
+                storage_path=sweep_dir,
+                verbose=0,
+                stop=FailureRateStopper(ledger),
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        # Tune's result table reads the per-trial logger files we switched off; the study has it all.
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+        tuner.fit()
+
+    def _check_trial_config(self, space: Any) -> None:
+        """Compose one trial's config now, so a bad key fails before any trial runs."""
+        from optuna.distributions import CategoricalDistribution
+
+        sample = {
+            key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
+            for key, dist in space.distributions.items()
+        }
+        overrides = space.trial_overrides(sample)
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except Exception as error:
+            raise SweepConfigError(
+                f"The trial config does not compose with the overrides {overrides}: {error}"
+            ) from error
+
+
+def _trial_name(trial: Any) -> str:
+    return f"job_{trial.config.get('number', 'x')}_{trial.trial_id}"
+
+
+def _load_custom_search_space(path: str | None) -> Any:
+    if not path:
+        return None
+    try:
+        return get_method(path)
+    except Exception as error:
+        raise SweepConfigError(
+            f"hydra.sweeper.custom_search_space={path!r} cannot be imported: {error}. "
+            "Allowed: a dotted path to fn(cfg, optuna_trial)."
+        ) from error

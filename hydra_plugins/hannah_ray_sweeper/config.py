@@ -1,0 +1,159 @@
+"""Typed configs of the ``ray_optuna`` sweeper, registered in Hydra's ConfigStore.
+
+``python app.py --cfg hydra -p hydra.sweeper`` prints them. Names shared with the stock Optuna sweeper
+(``sampler``, ``direction``, ``storage``, ``study_name``, ``n_trials``, ``n_jobs``, ``max_failure_rate``,
+``params``, ``custom_search_space``) mean the same here, so existing configs keep working.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Direction(Enum):
+    minimize = 1
+    maximize = 2
+
+
+@dataclass
+class SamplerConfig:
+    _target_: str = MISSING
+
+
+@dataclass
+class TPESamplerConfig(SamplerConfig):
+    """https://optuna.readthedocs.io/en/stable/reference/samplers/generated/optuna.samplers.TPESampler.html"""
+
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: int | None = None
+    consider_prior: bool | None = None
+    prior_weight: float | None = None
+    consider_magic_clip: bool | None = None
+    consider_endpoints: bool | None = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool | None = None
+    group: bool = False
+    warn_independent_sampling: bool | None = None
+    # Asynchronous trials: pretend running trials did badly so that parallel trials spread out.
+    constant_liar: bool = True
+
+
+@dataclass
+class RandomSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: int | None = None
+
+
+@dataclass
+class CmaEsSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    seed: int | None = None
+    x0: dict[str, Any] | None = None
+    sigma0: float | None = None
+    n_startup_trials: int = 1
+    warn_independent_sampling: bool = True
+    consider_pruned_trials: bool = False
+    restart_strategy: str | None = None
+    popsize: int | None = None
+    inc_popsize: int = -1
+    use_separable_cma: bool = False
+    with_margin: bool = False
+    lr_adapt: bool = False
+
+
+@dataclass
+class NSGAIISamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: int | None = None
+    population_size: int = 50
+    mutation_prob: float | None = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+
+
+@dataclass
+class QMCSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.QMCSampler"
+    seed: int | None = None
+    qmc_type: str = "sobol"
+    scramble: bool = False
+    warn_asynchronous_seeding: bool = True
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class GPSamplerConfig(SamplerConfig):
+    _target_: str = "optuna.samplers.GPSampler"
+    seed: int | None = None
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class GridSamplerConfig(SamplerConfig):
+    """``search_space: null`` builds the grid from the swept parameters (they must be discrete)."""
+
+    _target_: str = "optuna.samplers.GridSampler"
+    seed: int | None = None
+    search_space: dict[str, Any] | None = None
+
+
+@dataclass
+class ResourcesPerTrial:
+    """Ray resources one trial holds; fractions share a device (``gpu: 0.25`` = four trials per GPU)."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass
+class RayOptunaSweeperConf:
+    _target_: str = "hydra_plugins.hannah_ray_sweeper.ray_optuna_sweeper.RayOptunaSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    # The sweeper builds the sampler itself (to check its arguments and shift its seed on resume).
+    _recursive_: bool = False
+
+    sampler: SamplerConfig = MISSING
+    # "minimize" / "maximize", or a list of them for multi-objective search.
+    direction: Any = Direction.minimize
+    # null (in memory), sqlite:///file.db, any SQLAlchemy URL, or journal:///file.journal.
+    storage: Any | None = None
+    study_name: str | None = None
+    # Total number of finished trials the study should hold; see add_trials.
+    n_trials: int = 20
+    # true: run n_trials more, whatever the stored study holds already.
+    add_trials: bool = False
+    # Most trials at once; null = as many as the Ray resources allow.
+    n_jobs: int | None = None
+    max_failure_rate: float = 0.0
+    # Search space in config (the command line wins on the same key).
+    params: dict[str, Any] | None = None
+    # Dotted path to fn(cfg, optuna_trial) that suggests more parameters.
+    custom_search_space: str | None = None
+    # Which entry (entries, for multi-objective) of a dict return is the objective.
+    metric: Any | None = None
+    resources_per_trial: ResourcesPerTrial = field(default_factory=ResourcesPerTrial)
+    # Keyword arguments for ray.init (ignored when Ray is already initialised in this process).
+    ray: dict[str, Any] = field(default_factory=lambda: {"address": None, "num_cpus": None, "num_gpus": None})
+    reuse_actors: bool = True
+
+
+_SAMPLERS: dict[str, type[SamplerConfig]] = {
+    "tpe": TPESamplerConfig,
+    "random": RandomSamplerConfig,
+    "cmaes": CmaEsSamplerConfig,
+    "nsgaii": NSGAIISamplerConfig,
+    "qmc": QMCSamplerConfig,
+    "gp": GPSamplerConfig,
+    "grid": GridSamplerConfig,
+}
+
+_store = ConfigStore.instance()
+_store.store(group="hydra/sweeper", name="ray_optuna", node=RayOptunaSweeperConf, provider="hannah_ray")
+for _name, _node in _SAMPLERS.items():
+    _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="hannah_ray")
