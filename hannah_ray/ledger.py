@@ -4,61 +4,49 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
+
+from .trial_runner import JobOutcome
 
 log = logging.getLogger("hannah_ray.sweep")
 
 
-@dataclass
-class TrialOutcome:
-    """One finished trial as the driver sees it."""
-
-    state: TrialState
-    values: list[float] | None = None
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    fail_reason: str | None = None
-    error: BaseException | None = None
-    return_value: Any = None
-    job_num: int | None = None
-    job_dir: str | None = None
-    overrides: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_result(cls, result: dict | None, errored: bool, trial_id: str) -> TrialOutcome:
-        result = result or {}
-        attrs = dict(result.get("user_attrs") or {})
-        attrs["ray_trial_id"] = trial_id
-        if result.get("job_dir"):
-            attrs["job_dir"] = result["job_dir"]
-        common = {
-            "job_num": result.get("job_num"),
-            "job_dir": result.get("job_dir"),
-            "overrides": list(result.get("overrides") or []),
-            "return_value": result.get("return_value"),
-        }
-        if result.get("status") == "COMPLETE" and not errored:
-            return cls(TrialState.COMPLETE, list(result["objective_values"]), attrs, **common)
-        reason = result.get("fail_reason") or (
+def outcome_from_result(result: dict | None, errored: bool, trial_id: str) -> JobOutcome:
+    """The job's outcome from Tune's last result; a trial that errored in Ray has none."""
+    outcome = (result or {}).get("job_outcome")
+    if not isinstance(outcome, JobOutcome):
+        outcome = JobOutcome(job_num=-1, overrides=[])
+    if errored or not outcome.complete:
+        outcome.complete = False
+        outcome.fail_reason = outcome.fail_reason or (
             "The Ray trial errored before the task reported (worker died or was killed); "
             "see the Ray trial's error file."
         )
-        attrs["fail_reason"] = reason
-        error = result.get("error")
-        if not isinstance(error, BaseException):
-            error = RuntimeError(reason)
-        return cls(TrialState.FAIL, None, attrs, reason, error, **common)
+        if not isinstance(outcome.error, BaseException):
+            outcome.error = RuntimeError(outcome.fail_reason)
+    return outcome
+
+
+def trial_user_attrs(outcome: JobOutcome, trial_id: str) -> dict[str, Any]:
+    """What the study keeps about a trial beyond its values."""
+    attrs = dict(outcome.user_attrs)
+    attrs["ray_trial_id"] = trial_id
+    if outcome.job_dir:
+        attrs["job_dir"] = outcome.job_dir
+    if not outcome.complete:
+        attrs["fail_reason"] = outcome.fail_reason
+    return attrs
 
 
 class SweepLedger:
     """Counts outcomes, logs one line per finished trial and decides when failures stop the sweep."""
 
-    def __init__(self, max_failure_rate: float, min_denominator: int, directions: list[str]):
+    def __init__(self, max_failure_rate: float, planned_trials: int, directions: list[str]):
         self.max_failure_rate = max_failure_rate
-        self.min_denominator = max(1, min_denominator)
+        self.planned_trials = planned_trials
         self.directions = directions
         self.job_returns: list[JobReturn] = []
         self.completed = 0
@@ -70,9 +58,9 @@ class SweepLedger:
     def finished(self) -> int:
         return self.completed + self.failed
 
-    def record(self, number: int, outcome: TrialOutcome, frozen: FrozenTrial | None) -> None:
+    def record(self, number: int, outcome: JobOutcome, frozen: FrozenTrial | None) -> None:
         self.job_returns.append(_job_return(outcome))
-        if outcome.state == TrialState.COMPLETE:
+        if outcome.complete:
             self.completed += 1
             self._update_best(outcome.values or [])
             log.info(
@@ -96,10 +84,12 @@ class SweepLedger:
             )
 
     def failure_rate_exceeded(self) -> bool:
-        """Failures / finished trials above max_failure_rate, judged over at least one batch."""
-        if not self.failed:
-            return False
-        return self.failed / max(self.finished, self.min_denominator) > self.max_failure_rate
+        """More failures than ``max_failure_rate`` of the trials this sweep plans to run.
+
+        Judged against the plan, not the trials finished so far, so that one early failure
+        does not stop a sweep that tolerates some.
+        """
+        return self.failed > self.max_failure_rate * self.planned_trials
 
     def _update_best(self, values: list[float]) -> None:
         if len(self.directions) != 1 or not values:
@@ -109,9 +99,9 @@ class SweepLedger:
         self._best = value if self._best is None else better(self._best, value)
 
 
-def _job_return(outcome: TrialOutcome) -> JobReturn:
+def _job_return(outcome: JobOutcome) -> JobReturn:
     ret = JobReturn(overrides=outcome.overrides, working_dir=outcome.job_dir)
-    if outcome.state == TrialState.COMPLETE:
+    if outcome.complete:
         ret.return_value = outcome.return_value
         ret.status = JobStatus.COMPLETED
     else:

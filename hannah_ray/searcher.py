@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .ledger import SweepLedger, TrialOutcome
+from .ledger import SweepLedger, outcome_from_result, trial_user_attrs
 from .search_space import SearchSpace
 from .trial_runner import FINAL, OBJECTIVE
 
@@ -93,18 +93,27 @@ class HydraOptunaSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         ot_trial = self._ot_trials.pop(trial_id)
-        outcome = TrialOutcome.from_result(result, error, trial_id)
-        for key, value in outcome.user_attrs.items():
+        outcome = outcome_from_result(result, error, trial_id)
+        for key, value in trial_user_attrs(outcome, trial_id).items():
             ot_trial.set_user_attr(key, value)
         try:
-            if outcome.state == TrialState.COMPLETE:
+            if outcome.complete:
                 frozen = self._ot_study.tell(ot_trial, outcome.values)
             else:
-                frozen = self._ot_study.tell(ot_trial, state=outcome.state)
+                frozen = self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         except Exception as tell_error:  # never lose the sweep over one bad tell
-            log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
-            frozen = None
+            frozen = self._stored_despite(ot_trial, tell_error)
         self._ledger.record(ot_trial.number, outcome, frozen)
+
+    def _stored_despite(self, ot_trial: optuna.Trial, tell_error: Exception) -> Any:
+        """Optuna stores the state before sampler hooks run; GridSampler's hook calls
+        ``Study.stop``, which raises outside ``optimize`` once the grid is done. That is no loss."""
+        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
+        if stored.state.is_finished():
+            log.debug("Trial %d stored; sampler hook said: %s", ot_trial.number, tell_error)
+            return stored
+        log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
+        return None
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as output:

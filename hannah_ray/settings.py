@@ -89,7 +89,7 @@ def _metric(metric: Any, n_objectives: int) -> str | list[str] | None:
     if metric is None:
         return None
     if isinstance(metric, str):
-        metric = [metric] if n_objectives > 1 else metric
+        metric = [metric]
     if isinstance(metric, list):
         if len(metric) != n_objectives or not all(isinstance(m, str) for m in metric):
             raise SweepConfigError(

@@ -85,10 +85,7 @@ class RayOptunaSweep:
         from .results import write_results
         from .searcher import HydraOptunaSearch
 
-        ledger = SweepLedger(
-            settings.max_failure_rate, min_denominator=settings.n_jobs or 2,
-            directions=settings.directions,
-        )  # fmt: skip
+        ledger = SweepLedger(settings.max_failure_rate, n_to_run, settings.directions)
         searcher = HydraOptunaSearch(
             search_space=space,
             directions=settings.directions,

@@ -11,7 +11,7 @@ import functools
 import logging
 import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.singleton import Singleton
@@ -54,16 +54,33 @@ def run_trial(trial_config: dict[str, Any], payload: TrialPayload) -> None:
     tune.report(outcome)
 
 
-def run_hydra_job(
-    payload: TrialPayload, number: int, overrides: list[str], job_id: str
-) -> dict[str, Any]:
+@dataclass
+class JobOutcome:
+    """What one Hydra job came to; travels back to the driver inside the Tune result.
+
+    It is one object, not a dict, because Tune flattens nested dicts in results.
+    """
+
+    job_num: int
+    overrides: list[str]
+    complete: bool = False
+    values: list[float] | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    job_dir: str | None = None
+    fail_reason: str | None = None
+    traceback: str | None = None
+    error: Any = None
+    return_value: Any = None
+
+
+def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_id: str) -> dict:
     """Compose the job's config, run the task through ``run_job`` and judge its return value."""
     setup_globals()
     Singleton.set_state(payload.singleton_state)
     original_cwd = payload.config.hydra.runtime.cwd
     if original_cwd and os.path.isdir(original_cwd):
         os.chdir(original_cwd)  # Ray may start workers elsewhere; tasks expect the launch folder
-    outcome: dict[str, Any] = {FINAL: True, "job_num": number, "overrides": overrides}
+    outcome = JobOutcome(job_num=number, overrides=overrides)
     try:
         sweep_config = payload.hydra_context.config_loader.load_sweep_config(
             payload.config, list(overrides)
@@ -79,33 +96,35 @@ def run_hydra_job(
             job_subdir_key="hydra.sweep.subdir",
         )
     except Exception as error:  # the job could not even start (e.g. a bad override)
-        return {**outcome, **_failure(error, f"The Hydra job could not start: {error}")}
-    outcome["job_dir"] = str(sweep_config.hydra.runtime.output_dir)
+        return _report(_failed(outcome, error, f"The Hydra job could not start: {error}"))
+    outcome.job_dir = str(sweep_config.hydra.runtime.output_dir)
     if job.status == JobStatus.FAILED:
         error = job._return_value  # noqa: SLF001  (JobReturn keeps the exception here)
-        return {**outcome, **_failure(error, f"{type(error).__name__}: {error}")}
+        return _report(_failed(outcome, error, f"{type(error).__name__}: {error}"))
+    outcome.return_value = _picklable(job.return_value)
     try:
         objectives = objectives_from_return(job.return_value, payload.n_objectives, payload.metric)
     except InvalidReturnError as error:
         log.error("Trial %d failed: %s", number, error)
-        return {**outcome, **_failure(error, str(error)), "return_value": _picklable(job.return_value)}
-    return {
-        **outcome,
-        "status": "COMPLETE",
-        OBJECTIVE: objectives.values[0],
-        "objective_values": objectives.values,
-        "user_attrs": objectives.user_attrs,
-        "return_value": _picklable(job.return_value),
-    }
+        return _report(_failed(outcome, error, str(error)))
+    outcome.complete = True
+    outcome.values = objectives.values
+    outcome.user_attrs = objectives.user_attrs
+    return _report(outcome)
 
 
-def _failure(error: BaseException, reason: str) -> dict[str, Any]:
-    return {
-        "status": "FAIL",
-        "fail_reason": reason,
-        "traceback": "".join(traceback.format_exception(error)),
-        "error": _picklable(error),
-    }
+def _report(outcome: JobOutcome) -> dict[str, Any]:
+    result: dict[str, Any] = {FINAL: True, "job_outcome": outcome}
+    if outcome.values:
+        result[OBJECTIVE] = outcome.values[0]
+    return result
+
+
+def _failed(outcome: JobOutcome, error: BaseException, reason: str) -> JobOutcome:
+    outcome.fail_reason = reason
+    outcome.traceback = "".join(traceback.format_exception(error))
+    outcome.error = _picklable(error)
+    return outcome
 
 
 def _log_exceptions(task_function: TaskFunction) -> TaskFunction:

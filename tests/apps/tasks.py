@@ -1,0 +1,56 @@
+"""Task functions used by the in-process integration tests (importable by Ray workers)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd, to_absolute_path
+from omegaconf import DictConfig
+
+
+def sphere(cfg: DictConfig) -> float:
+    return float(cfg.x) ** 2 + float(cfg.y) ** 2
+
+
+def two_objectives(cfg: DictConfig) -> tuple[float, float]:
+    x, y = float(cfg.x), float(cfg.y)
+    return x**2 + y**2, (x - 2) ** 2 + (y - 2) ** 2
+
+
+def dict_return(cfg: DictConfig) -> dict[str, Any]:
+    return {"loss": float(cfg.x) ** 2, "accuracy": 1.0 - abs(float(cfg.x)) / 10, "note": "ok"}
+
+
+def fails_when_negative(cfg: DictConfig) -> float:
+    if cfg.x < 0:
+        raise ValueError(f"x must not be negative, got {cfg.x}")
+    return float(cfg.x)
+
+
+def returns_bad_value(cfg: DictConfig) -> Any:
+    values = {"none": None, "notanumber": math.nan, "infinite": math.inf, "text": "abc", "ok": 1.0}
+    return values[cfg.kind]
+
+
+def timed(cfg: DictConfig) -> dict[str, float]:
+    """Job 0 is slow, the rest quick: shows whether quick trials wait for the slow one."""
+    start = time.time()
+    time.sleep(cfg.slow_s if HydraConfig.get().job.num == 0 else cfg.quick_s)
+    return {"objective": float(cfg.x), "start": start, "end": time.time()}
+
+
+def hydra_context_probe(cfg: DictConfig) -> dict[str, Any]:
+    hydra_cfg = HydraConfig.get()
+    return {
+        "objective": float(cfg.x),
+        "num": hydra_cfg.job.num,
+        "output_dir": hydra_cfg.runtime.output_dir,
+        "runtime_cwd": cfg.runtime_cwd,
+        "original_cwd": get_original_cwd(),
+        "absolute": to_absolute_path("data.txt"),
+        "cwd": os.getcwd(),
+    }

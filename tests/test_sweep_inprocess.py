@@ -1,0 +1,278 @@
+"""Sweeps run in this process through Hydra's test utilities, on the session's real Ray instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from apps import tasks
+from optuna.trial import TrialState
+
+from hannah_ray.errors import SweepConfigError
+
+
+def _numbered_job_dirs(sweep_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def test_sphere_sweep_writes_results_that_agree_with_the_study(run_sweep, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/sphere.db"
+    run = run_sweep(
+        tasks.sphere,
+        [
+            "+x=interval(-5.5, 5.5)",
+            "+y=choice(-5, 0, 5)",
+            "hydra.sweeper.n_trials=30",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.sampler.seed=1",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=sphere",
+        ],
+    )
+    study = optuna.load_study(study_name="sphere", storage=storage)
+    assert len(study.trials) == 30
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert study.best_value < 1.0
+    results = run.results()
+    assert results["best_value"] == pytest.approx(study.best_value)
+    assert results["best_params"] == study.best_params
+    assert results["best_trial"]["job_dir"] == str(run.sweep_dir / str(study.best_trial.number))
+    assert len(run.returns) == 30
+    assert _numbered_job_dirs(run.sweep_dir) == list(range(30))
+    table = run.trials_table()
+    assert [int(row["number"]) for row in table] == list(range(30))
+    best_row = table[study.best_trial.number]
+    assert float(best_row["value"]) == pytest.approx(study.best_value)
+    assert best_row["state"] == "COMPLETE" and float(best_row["duration_s"]) > 0
+    assert float(best_row["params.+x"]) == pytest.approx(study.best_params["+x"])
+    # Every trial is a full Hydra job: its own folder with .hydra/ files and a log file.
+    job = run.sweep_dir / "7"
+    assert (job / ".hydra" / "config.yaml").is_file()
+    assert (job / ".hydra" / "overrides.yaml").read_text().count("+x=") == 1
+    assert (job / "test_sweep_inprocess.log").is_file() or list(job.glob("*.log"))
+    assert (run.sweep_dir / "multirun.yaml").is_file()
+
+
+def test_multi_objective_pareto_front_is_non_dominated(run_sweep) -> None:
+    run = run_sweep(
+        tasks.two_objectives,
+        [
+            "+x=interval(0, 2)",
+            "+y=interval(0, 2)",
+            "hydra/sweeper/sampler=nsgaii",
+            "hydra.sweeper.sampler.seed=3",
+            "hydra.sweeper.sampler.population_size=4",
+            "hydra.sweeper.direction=[minimize,minimize]",
+            "hydra.sweeper.n_trials=12",
+        ],
+    )
+    solutions = run.results()["solutions"]
+    assert solutions
+    values = [tuple(s["values"]) for s in solutions]
+
+    def dominates(a: tuple, b: tuple) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    assert not any(dominates(a, b) for a in values for b in values)
+    all_values = [tuple(map(float, (r["value_0"], r["value_1"]))) for r in run.trials_table()]
+    assert len(all_values) == 12
+    for front_point in values:
+        assert not any(dominates(other, front_point) for other in all_values)
+
+
+def test_custom_search_space_adds_parameters(run_sweep) -> None:
+    run = run_sweep(
+        tasks.sphere,
+        [
+            "+x=interval(-2, 2)",
+            "hydra.sweeper.custom_search_space=apps.search_spaces.add_y",
+            "hydra.sweeper.n_trials=5",
+        ],
+    )
+    for row in run.trials_table():
+        x, y = float(row["params.+x"]), float(row["params.+y"])
+        assert x - 1 <= y <= x + 1
+        assert float(row["value"]) == pytest.approx(x**2 + y**2)
+
+
+def test_dict_return_picks_metric_and_keeps_the_rest(run_sweep) -> None:
+    run = run_sweep(
+        tasks.dict_return,
+        ["+x=choice(-2, 1, 3)", "hydra.sweeper.metric=loss", "hydra.sweeper.n_trials=4"],
+    )
+    for row in run.trials_table():
+        x = float(row["params.+x"])
+        assert float(row["value"]) == pytest.approx(x**2)
+        assert float(row["user_attrs.accuracy"]) == pytest.approx(1 - abs(x) / 10)
+        assert row["user_attrs.note"] == "ok"
+
+
+def test_dict_return_without_metric_fails_the_trial_with_a_reason(run_sweep) -> None:
+    run = run_sweep(
+        tasks.dict_return,
+        ["+x=choice(1, 2)", "hydra.sweeper.n_trials=2", "hydra.sweeper.max_failure_rate=1.0"],
+    )
+    rows = run.trials_table()
+    assert [r["state"] for r in rows] == ["FAIL", "FAIL"]
+    assert "hydra.sweeper.metric" in rows[0]["fail_reason"]
+    assert "'loss'" in rows[0]["fail_reason"]
+
+
+@pytest.mark.parametrize("kind", ["none", "notanumber", "infinite", "text"])
+def test_bad_return_values_fail_the_trial_and_the_sweep_goes_on(run_sweep, kind: str) -> None:
+    run = run_sweep(
+        tasks.returns_bad_value,
+        [f"+kind=choice({kind}, ok)", "hydra/sweeper/sampler=grid", "hydra.sweeper.max_failure_rate=1.0"],
+    )
+    rows = {r["params.+kind"]: r for r in run.trials_table()}
+    assert rows["ok"]["state"] == "COMPLETE"
+    assert rows[kind]["state"] == "FAIL"
+    assert "expected a finite number" in rows[kind]["fail_reason"]
+
+
+def test_task_exception_is_logged_and_failure_rate_tolerated(run_sweep) -> None:
+    run = run_sweep(
+        tasks.fails_when_negative,
+        [
+            "+x=choice(-1, 1, -2, 2)",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.max_failure_rate=0.6",
+            "hydra.sweeper.n_jobs=1",
+        ],
+    )
+    rows = run.trials_table()
+    failed = [r for r in rows if r["state"] == "FAIL"]
+    assert len(rows) == 4 and len(failed) == 2
+    assert all("ValueError: x must not be negative" in r["fail_reason"] for r in failed)
+    log_text = "".join(p.read_text() for p in Path(failed[0]["job_dir"]).glob("*.log"))
+    assert "Traceback" in log_text and "x must not be negative" in log_text
+
+
+def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(run_sweep) -> None:
+    with pytest.raises(ValueError, match="x must not be negative"):
+        run_sweep(
+            tasks.fails_when_negative,
+            [
+                "+x=choice(1, 2, -1, -2, -3, -4, -5, -6)",
+                "hydra/sweeper/sampler=grid",
+                "hydra.sweeper.sampler.seed=0",
+                "hydra.sweeper.n_jobs=1",
+                "hydra.sweeper.max_failure_rate=0.0",
+            ],
+            sweep_dir=Path("stopped"),
+        )
+    results_file = Path("stopped") / "optimization_results.yaml"
+    assert results_file.is_file()
+    import yaml
+
+    counts = yaml.safe_load(results_file.read_text())["n_trials"]
+    assert counts["fail"] >= 1
+    assert counts["complete"] + counts["fail"] < 8  # stopped before the grid was done
+
+
+def test_trials_run_asynchronously_without_a_batch_barrier(run_sweep) -> None:
+    run = run_sweep(
+        tasks.timed,
+        [
+            "+x=interval(0, 1)",
+            "+slow_s=4.0",
+            "+quick_s=0.2",
+            "hydra.sweeper.metric=objective",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.n_trials=6",
+        ],
+    )
+    rows = {int(r["number"]): r for r in run.trials_table()}
+    slow_end = float(rows[0]["user_attrs.end"])
+    quick_ends = [float(rows[n]["user_attrs.end"]) for n in range(1, 6)]
+    # With a batch barrier, trials 2.. would start only after trial 0 ended.
+    assert sum(end < slow_end for end in quick_ends) >= 4
+
+
+def test_jobs_see_hydra_config_and_original_cwd(run_sweep, tmp_path: Path) -> None:
+    run = run_sweep(
+        tasks.hydra_context_probe,
+        [
+            "+x=choice(1, 2, 3)",
+            "+runtime_cwd=${hydra:runtime.cwd}",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.metric=objective",
+        ],
+    )
+    returns = sorted((r.return_value for r in run.returns), key=lambda v: v["num"])
+    assert [v["num"] for v in returns] == [0, 1, 2]
+    for value in returns:
+        assert value["output_dir"] == str(run.sweep_dir / str(value["num"]))
+        assert value["runtime_cwd"] == value["original_cwd"] == str(Path.cwd())
+        assert value["absolute"] == str(Path.cwd() / "data.txt")
+
+
+def test_hydra_callbacks_see_job_returns(run_sweep) -> None:
+    run = run_sweep(
+        tasks.sphere,
+        [
+            "+x=choice(1, 2)",
+            "+y=0",
+            "hydra/sweeper/sampler=grid",
+            "+hydra.callbacks.record._target_=apps.callbacks.RecordJobEnd",
+        ],
+    )
+    seen = sorted((run.sweep_dir / str(n) / "job_end.txt").read_text() for n in (0, 1))
+    assert seen == ["COMPLETED 1.0", "COMPLETED 4.0"]
+    assert sorted(r.return_value for r in run.returns) == [1.0, 4.0]
+
+
+def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
+    storage = f"journal:///{tmp_path}/resume.journal"
+    common = ["+x=interval(-1, 1)", "+y=0", f"hydra.sweeper.storage={storage}",
+              "hydra.sweeper.study_name=resume", "hydra.sweeper.sampler.seed=5"]  # fmt: skip
+    first = run_sweep(tasks.sphere, [*common, "hydra.sweeper.n_trials=3"], sweep_dir=tmp_path / "s")
+    assert _numbered_job_dirs(first.sweep_dir) == [0, 1, 2]
+    first_params = [r["params.+x"] for r in first.trials_table()]
+    second = run_sweep(tasks.sphere, [*common, "hydra.sweeper.n_trials=5"], sweep_dir=tmp_path / "s")
+    # n_trials is the study's total: only the 2 missing trials ran, numbered after the stored ones.
+    assert len(second.returns) == 2
+    assert _numbered_job_dirs(second.sweep_dir) == [0, 1, 2, 3, 4]
+    rows = second.trials_table()
+    assert [r["params.+x"] for r in rows[:3]] == first_params
+    assert rows[3]["params.+x"] not in first_params  # the seeded sampler does not replay
+    third = run_sweep(
+        tasks.sphere,
+        [*common, "hydra.sweeper.n_trials=2", "hydra.sweeper.add_trials=true"],
+        sweep_dir=tmp_path / "s",
+    )
+    assert len(third.returns) == 2
+    assert len(third.trials_table()) == 7
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+x=interval(2, 1)", r"key '\+x'.*low must be <= high"),
+        ("+x=tag(log, interval(0, 1))", r"key '\+x'.*log scale needs bounds > 0"),
+        ("+x=choice([1, 2], [3])", r"key '\+x'.*non-scalar"),
+        ("hydra.sweeper.sampler.n_ei_candidatez=3", "n_ei_candidatez"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'"),
+        ("hydra.sweeper.max_failure_rate=2", "max_failure_rate=2"),
+        ("x=interval(0, 1)", "does not compose"),
+        ("+hydra.sweeper.ray.num_cpu=1", "num_cpu"),
+        ("hydra.sweeper.custom_search_space=apps.nowhere.fn", "custom_search_space"),
+        ("hydra.sweeper.storage=notaurl", "hydra.sweeper.storage"),
+    ],
+)
+def test_bad_input_fails_before_any_trial(run_sweep, tmp_path: Path, override: str, message: str) -> None:
+    sweep_dir = tmp_path / "bad"
+    with pytest.raises(Exception, match=message):
+        run_sweep(tasks.sphere, ["+y=1", override], sweep_dir=sweep_dir)
+    assert not sweep_dir.exists() or _numbered_job_dirs(sweep_dir) == []
+
+
+def test_unknown_sampler_is_rejected_by_hydra(run_sweep) -> None:
+    with pytest.raises(Exception, match="hydra/sweeper/sampler"):
+        run_sweep(tasks.sphere, ["+x=interval(0, 1)", "hydra/sweeper/sampler=annealing"])
+
+
+def test_sweep_errors_are_sweep_config_errors(run_sweep) -> None:
+    with pytest.raises(SweepConfigError):
+        run_sweep(tasks.sphere, ["+x=range(3, 3)"])
