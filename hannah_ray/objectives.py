@@ -80,7 +80,9 @@ def _finite(value: Any, where: str) -> float:
         )
     number = float(value)
     if not math.isfinite(number):
-        raise InvalidReturnError(f"The task returned {number} as {where}, expected a finite number.")
+        raise InvalidReturnError(
+            f"The task returned {number} as {where}, expected a finite number."
+        )
     return number
 
 

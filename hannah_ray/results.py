@@ -25,7 +25,12 @@ def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> di
         "directions": [d.name.lower() for d in study.directions],
         "n_trials": {
             state.name.lower(): sum(t.state == state for t in trials)
-            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+            for state in (
+                TrialState.COMPLETE,
+                TrialState.PRUNED,
+                TrialState.FAIL,
+                TrialState.RUNNING,
+            )
         },
     }
     if any(t.state == TrialState.COMPLETE for t in trials):
@@ -52,7 +57,9 @@ def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> di
     return summary
 
 
-def write_trials_table(trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: str) -> None:
+def write_trials_table(
+    trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: str
+) -> None:
     """One row per trial: number, job folder, state, values, duration, params, user attributes."""
     param_names = sorted({name for t in trials for name in t.params})
     attr_names = sorted(

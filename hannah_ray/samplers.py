@@ -32,7 +32,9 @@ def build_sampler(
     kwargs = dict(sampler_config)
     target = kwargs.pop("_target_", None)
     if not target:
-        raise SweepConfigError("hydra.sweeper.sampler has no _target_; choose hydra/sweeper/sampler=tpe, ...")
+        raise SweepConfigError(
+            "hydra.sweeper.sampler has no _target_; choose hydra/sweeper/sampler=tpe, ..."
+        )
     try:
         sampler_class = get_class(target)
     except Exception as error:
@@ -97,5 +99,6 @@ def _parameters(sampler_class: type) -> list[str]:
     return [
         name
         for name, parameter in signature.parameters.items()
-        if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        if name != "self"
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     ]

@@ -88,7 +88,9 @@ def _parse(parser: OverridesParser, lines: list[str], source: str) -> list[Overr
         try:
             overrides.extend(parser.parse_overrides([line]))
         except HydraException as error:
-            raise SweepConfigError(f"Cannot parse the override '{line}' ({source}): {error}") from error
+            raise SweepConfigError(
+                f"Cannot parse the override '{line}' ({source}): {error}"
+            ) from error
     return overrides
 
 
@@ -103,7 +105,8 @@ def distribution_from_override(override: Override) -> BaseDistribution:
             return _range(value)
         if isinstance(value, ChoiceSweep):
             _reject_log(value.tags, "choice")
-            return _categorical(override.sweep_iterator(transformer=_unquote))
+            # Declared order, even under shuffle(): a resumed study must see the same choices.
+            return _categorical(_unquote(element) for element in value.list)
         if isinstance(value, Glob):
             return _categorical(override.sweep_string_iterator())
     except (ValueError, HydraException) as error:

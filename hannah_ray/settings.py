@@ -97,7 +97,9 @@ def _metric(metric: Any, n_objectives: int) -> str | list[str] | None:
                 f"({n_objectives} direction(s))."
             )
         return metric[0] if n_objectives == 1 else metric
-    raise SweepConfigError(f"hydra.sweeper.metric={metric!r}: allowed: a key name or a list of them.")
+    raise SweepConfigError(
+        f"hydra.sweeper.metric={metric!r}: allowed: a key name or a list of them."
+    )
 
 
 def _int(value: Any, key: str, minimum: int) -> int:
@@ -130,7 +132,6 @@ def _ray_init(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise SweepConfigError(
-            f"hydra.sweeper.ray: ray.init has no argument(s) {unknown}. "
-            f"Allowed: {sorted(allowed)}."
+            f"hydra.sweeper.ray: ray.init has no argument(s) {unknown}. Allowed: {sorted(allowed)}."
         )
     return {k: v for k, v in kwargs.items() if v is not None}

@@ -123,7 +123,11 @@ def test_dict_return_without_metric_fails_the_trial_with_a_reason(run_sweep) -> 
 def test_bad_return_values_fail_the_trial_and_the_sweep_goes_on(run_sweep, kind: str) -> None:
     run = run_sweep(
         tasks.returns_bad_value,
-        [f"+kind=choice({kind}, ok)", "hydra/sweeper/sampler=grid", "hydra.sweeper.max_failure_rate=1.0"],
+        [
+            f"+kind=choice({kind}, ok)",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.max_failure_rate=1.0",
+        ],
     )
     rows = {r["params.+kind"]: r for r in run.trials_table()}
     assert rows["ok"]["state"] == "COMPLETE"
@@ -230,7 +234,9 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
     first = run_sweep(tasks.sphere, [*common, "hydra.sweeper.n_trials=3"], sweep_dir=tmp_path / "s")
     assert _numbered_job_dirs(first.sweep_dir) == [0, 1, 2]
     first_params = [r["params.+x"] for r in first.trials_table()]
-    second = run_sweep(tasks.sphere, [*common, "hydra.sweeper.n_trials=5"], sweep_dir=tmp_path / "s")
+    second = run_sweep(
+        tasks.sphere, [*common, "hydra.sweeper.n_trials=5"], sweep_dir=tmp_path / "s"
+    )
     # n_trials is the study's total: only the 2 missing trials ran, numbered after the stored ones.
     assert len(second.returns) == 2
     assert _numbered_job_dirs(second.sweep_dir) == [0, 1, 2, 3, 4]
@@ -261,7 +267,9 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
         ("hydra.sweeper.storage=notaurl", "hydra.sweeper.storage"),
     ],
 )
-def test_bad_input_fails_before_any_trial(run_sweep, tmp_path: Path, override: str, message: str) -> None:
+def test_bad_input_fails_before_any_trial(
+    run_sweep, tmp_path: Path, override: str, message: str
+) -> None:
     sweep_dir = tmp_path / "bad"
     with pytest.raises(Exception, match=message):
         run_sweep(tasks.sphere, ["+y=1", override], sweep_dir=sweep_dir)

@@ -139,7 +139,9 @@ class RayOptunaSweeperConf:
     metric: Any | None = None
     resources_per_trial: ResourcesPerTrial = field(default_factory=ResourcesPerTrial)
     # Keyword arguments for ray.init (ignored when Ray is already initialised in this process).
-    ray: dict[str, Any] = field(default_factory=lambda: {"address": None, "num_cpus": None, "num_gpus": None})
+    ray: dict[str, Any] = field(
+        default_factory=lambda: {"address": None, "num_cpus": None, "num_gpus": None}
+    )
     reuse_actors: bool = True
 
 
@@ -154,6 +156,8 @@ _SAMPLERS: dict[str, type[SamplerConfig]] = {
 }
 
 _store = ConfigStore.instance()
-_store.store(group="hydra/sweeper", name="ray_optuna", node=RayOptunaSweeperConf, provider="hannah_ray")
+_store.store(
+    group="hydra/sweeper", name="ray_optuna", node=RayOptunaSweeperConf, provider="hannah_ray"
+)
 for _name, _node in _SAMPLERS.items():
     _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="hannah_ray")

@@ -1,0 +1,138 @@
+"""Storage URLs, credential masking, sampler building and sweeper settings (no Ray needed)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.utils import instantiate  # noqa: F401  (Hydra importable alongside)
+from omegaconf import OmegaConf
+
+from hannah_ray.errors import SweepConfigError
+from hannah_ray.samplers import build_sampler, grid_from_distributions
+from hannah_ray.search_space import parse_search_space
+from hannah_ray.settings import SweepSettings
+from hannah_ray.storage import create_storage, mask_url, resolve_storage_url
+from hydra_plugins.hannah_ray_sweeper.config import _SAMPLERS, RayOptunaSweeperConf
+
+
+def test_mask_url_hides_the_password() -> None:
+    assert (
+        mask_url("postgresql://user:s3cret@db:5432/optuna")
+        == "postgresql://user:***@db:5432/optuna"
+    )
+    assert "s3cret" not in mask_url("mysql+pymysql://u:s3cret@h/db")
+    assert mask_url(None) == "in-memory"
+
+
+def test_relative_file_storages_resolve_against_the_launch_folder() -> None:
+    assert resolve_storage_url("sqlite:///a.db", "/work") == "sqlite:////work/a.db"
+    assert resolve_storage_url("sqlite:////abs/a.db", "/work") == "sqlite:////abs/a.db"
+    assert resolve_storage_url("journal:///j.log", "/work") == "journal:////work/j.log"
+    assert resolve_storage_url("postgresql://h/db", "/work") == "postgresql://h/db"
+
+
+def test_sqlite_storage_uses_wal(tmp_path: Path) -> None:
+    storage = create_storage(f"sqlite:///{tmp_path}/s.db")
+    optuna.create_study(storage=storage, study_name="s")
+    mode = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_journal_storage_round_trips(tmp_path: Path) -> None:
+    storage = create_storage(f"journal:///{tmp_path}/j.journal")
+    study = optuna.create_study(storage=storage, study_name="j")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    again = optuna.load_study(
+        study_name="j", storage=create_storage(f"journal:///{tmp_path}/j.journal")
+    )
+    assert len(again.trials) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("notaurl", "is not a storage URL"),
+        ("sqlite:////no/such/dir/x.db", "does not exist"),
+        ("journal:////no/such/dir/x.journal", "does not exist"),
+        ("postgresql://user:s3cret@127.0.0.1:1/db", "Cannot open"),
+    ],
+)
+def test_bad_storages_fail_fast_without_leaking_the_password(url: str, message: str) -> None:
+    with pytest.raises(SweepConfigError, match=message) as error:
+        create_storage(url)
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", sorted(_SAMPLERS))
+def test_every_sampler_config_builds_its_optuna_sampler(name: str) -> None:
+    config = OmegaConf.to_container(OmegaConf.structured(_SAMPLERS[name]))
+    space = parse_search_space(["x=choice(1, 2)", "y=range(0, 3)"])
+    sampler = build_sampler(config, space.distributions)
+    assert type(sampler).__name__ == config["_target_"].rsplit(".", 1)[1]
+
+
+def test_unknown_sampler_argument_names_what_is_allowed() -> None:
+    with pytest.raises(SweepConfigError, match="no argument\\(s\\) \\['speed'\\].*Allowed"):
+        build_sampler({"_target_": "optuna.samplers.RandomSampler", "speed": 1}, {})
+
+
+def test_seed_is_shifted_on_resume() -> None:
+    sampler = build_sampler(
+        {"_target_": "optuna.samplers.RandomSampler", "seed": 3}, {}, seed_offset=4
+    )
+    fresh = optuna.samplers.RandomSampler(seed=7)
+    assert sampler._rng.rng.random() == fresh._rng.rng.random()
+
+
+def test_grid_needs_discrete_parameters() -> None:
+    space = parse_search_space(["x=interval(0, 1)"])
+    with pytest.raises(SweepConfigError, match="key 'x'"):
+        grid_from_distributions(space.distributions)
+    grid = grid_from_distributions(parse_search_space(["x=range(0.0, 1.0, 0.25)"]).distributions)
+    assert grid == {"x": [0.0, 0.25, 0.5, 0.75]}
+
+
+def _settings(**overrides: object) -> SweepSettings:
+    config = OmegaConf.structured(RayOptunaSweeperConf)
+    config.sampler = OmegaConf.structured(_SAMPLERS["tpe"])
+    for key, value in overrides.items():
+        OmegaConf.update(config, key, value, force_add=True)
+    return SweepSettings.from_config(
+        {k: v for k, v in config.items() if k not in ("_target_", "defaults")}
+    )
+
+
+def test_default_settings() -> None:
+    settings = _settings()
+    assert settings.directions == ["minimize"]
+    assert settings.n_jobs is None and settings.reuse_actors
+    assert settings.cpu_per_trial == 1.0 and settings.gpu_per_trial == 0.0
+
+
+def test_multi_objective_settings() -> None:
+    settings = _settings(direction=["minimize", "maximize"], metric=["loss", "acc"])
+    assert settings.directions == ["minimize", "maximize"]
+    assert settings.metric == ["loss", "acc"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("direction", "down", "hydra.sweeper.direction='down'"),
+        ("direction", [], "hydra.sweeper.direction"),
+        ("n_trials", -1, "hydra.sweeper.n_trials=-1"),
+        ("n_jobs", 0, "hydra.sweeper.n_jobs=0"),
+        ("max_failure_rate", 1.5, "max_failure_rate=1.5"),
+        ("metric", ["a", "b"], "one key name per direction"),
+        ("resources_per_trial.gpu", -1, "resources_per_trial.gpu=-1"),
+        ("ray.num_cpu", 2, "ray.init has no argument"),
+    ],
+)
+def test_bad_settings_name_key_value_and_what_is_allowed(
+    key: str, value: object, message: str
+) -> None:
+    with pytest.raises(SweepConfigError, match=message):
+        _settings(**{key: value})
