@@ -143,7 +143,7 @@ def _log_exceptions(task_function: TaskFunction) -> TaskFunction:
 
 def _picklable(value: Any) -> Any:
     """The value itself if it can travel back to the driver, else its repr."""
-    import cloudpickle
+    from ray import cloudpickle
 
     try:
         cloudpickle.dumps(value)

@@ -284,3 +284,15 @@ def test_unknown_sampler_is_rejected_by_hydra(run_sweep) -> None:
 def test_sweep_errors_are_sweep_config_errors(run_sweep) -> None:
     with pytest.raises(SweepConfigError):
         run_sweep(tasks.sphere, ["+x=range(3, 3)"])
+
+
+def test_glob_sweeps_config_group_options(run_sweep) -> None:
+    run = run_sweep(
+        tasks.config_group_score,
+        ["db=glob(*,exclude=gamma)", "hydra/sweeper/sampler=grid"],
+        config_path="apps/conf",
+        config_name="config",
+    )
+    rows = run.trials_table()
+    assert sorted(r["params.db"] for r in rows) == ["alpha", "beta"]
+    assert run.results()["best_params"] == {"db": "beta"}

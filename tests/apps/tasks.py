@@ -54,3 +54,7 @@ def hydra_context_probe(cfg: DictConfig) -> dict[str, Any]:
         "absolute": to_absolute_path("data.txt"),
         "cwd": os.getcwd(),
     }
+
+
+def config_group_score(cfg: DictConfig) -> float:
+    return {"alpha": 3.0, "beta": 1.0, "gamma": 2.0}[cfg.db.name]
