@@ -115,7 +115,7 @@ class RayOptunaSweep:
         from ray import tune
 
         from .searcher import FailureRateStopper
-        from .trial_runner import TrialPayload, run_trial
+        from .trial_runner import PayloadHandle, TrialPayload, run_trial
 
         os.environ.update(_TUNE_ENVIRONMENT)
         if not ray.is_initialized():
@@ -129,7 +129,8 @@ class RayOptunaSweep:
             metric=self.settings.metric,
         )
         resources = {"cpu": self.settings.cpu_per_trial, "gpu": self.settings.gpu_per_trial}
-        trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload), resources)
+        handle = PayloadHandle(ray.put(payload))
+        trainable = tune.with_resources(tune.with_parameters(run_trial, handle=handle), resources)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

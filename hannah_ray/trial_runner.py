@@ -41,17 +41,42 @@ class TrialPayload:
     metric: Any
 
 
-def run_trial(trial_config: dict[str, Any], payload: TrialPayload) -> None:
+@dataclass(frozen=True)
+class PayloadHandle:
+    """A small stand-in for the payload: trials fetch and prepare the payload once per worker."""
+
+    ref: Any  # ray.ObjectRef of a TrialPayload
+
+
+_prepared: dict[str, TrialPayload] = {}
+
+
+def prepared_payload(handle: PayloadHandle) -> TrialPayload:
+    """The payload, with Hydra's global state installed in this worker process (once per sweep:
+    ``Singleton.set_state`` rescans every Hydra plugin, and the payload takes time to unpickle)."""
+    import ray
+
+    key = handle.ref.hex()
+    if key not in _prepared:
+        payload = ray.get(handle.ref)
+        setup_globals()
+        Singleton.set_state(payload.singleton_state)
+        _prepared.clear()
+        _prepared[key] = payload
+    return _prepared[key]
+
+
+def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     """Ray Tune function trainable."""
     from ray import tune
 
-    outcome = run_hydra_job(
-        payload,
+    result = run_hydra_job(
+        prepared_payload(handle),
         number=int(trial_config["number"]),
         overrides=list(trial_config["overrides"]),
         job_id=str(tune.get_context().get_trial_id()),
     )
-    tune.report(outcome)
+    tune.report(result)
 
 
 @dataclass
@@ -75,8 +100,6 @@ class JobOutcome:
 
 def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_id: str) -> dict:
     """Compose the job's config, run the task through ``run_job`` and judge its return value."""
-    setup_globals()
-    Singleton.set_state(payload.singleton_state)
     original_cwd = payload.config.hydra.runtime.cwd
     if original_cwd and os.path.isdir(original_cwd):
         os.chdir(original_cwd)  # Ray may start workers elsewhere; tasks expect the launch folder
