@@ -5,17 +5,31 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, _save_config
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
 from omegaconf import DictConfig
+from optuna.distributions import CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.storages import BaseStorage
+from ray import tune
 
 from .errors import SweepConfigError
+from .ledger import SweepLedger
+from .results import write_results
+from .samplers import build_sampler, grid_size
+from .search_space import SearchSpace, parse_search_space
+from .searcher import FailureRateStopper, HydraOptunaSearch
 from .settings import SweepSettings
+from .storage import create_storage, mask_url, resolve_storage_url
+from .study import existing_trials, trials_to_run
+from .trial_runner import PayloadHandle, TrialPayload, run_trial
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -27,6 +41,20 @@ _TUNE_ENVIRONMENT = {
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
 }
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep will do, settled before any trial starts."""
+
+    space: SearchSpace
+    custom_search_space: Any
+    storage: BaseStorage
+    storage_label: str
+    study_name: str
+    sampler: BaseSampler
+    n_to_run: int
+    sweep_dir: str
 
 
 class RayOptunaSweep:
@@ -46,77 +74,68 @@ class RayOptunaSweep:
         self.config = config
 
     def run(self, arguments: list[str]) -> list[list[JobReturn]]:
-        from .search_space import parse_search_space
-        from .storage import create_storage, mask_url, resolve_storage_url
-        from .study import existing_trials, trials_to_run
+        """Validate everything, run the missing trials, write the results; returns the job returns."""
+        plan = self._plan(arguments)
+        ledger = SweepLedger(
+            self.settings.max_failure_rate, plan.n_to_run, self.settings.directions
+        )
+        searcher = HydraOptunaSearch(
+            search_space=plan.space,
+            directions=self.settings.directions,
+            study_name=plan.study_name,
+            storage=plan.storage,
+            sampler=plan.sampler,
+            ledger=ledger,
+            custom_search_space=plan.custom_search_space,
+            sweep_config=self.config,
+        )
+        try:
+            if plan.n_to_run > 0:
+                self._run_trials(searcher, ledger, plan.n_to_run, plan.sweep_dir)
+        finally:
+            summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
+            log.info("Results: %s", {k: v for k, v in summary.items() if k.startswith("best")})
+        if ledger.failure_rate_exceeded() and ledger.first_error is not None:
+            log.error(
+                "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
+                ledger.failed, ledger.finished, self.settings.max_failure_rate,
+            )  # fmt: skip
+            raise ledger.first_error
+        return [ledger.job_returns]
 
+    def _plan(self, arguments: list[str]) -> SweepPlan:
+        """Everything checked before any trial: search space, trial config, storage, study, sampler."""
         settings = self.settings
         space = parse_search_space(arguments, settings.params, self.hydra_context.config_loader)
         custom = _load_custom_search_space(settings.custom_search_space)
         self._check_trial_config(space)
-        sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
-        os.makedirs(sweep_dir, exist_ok=True)
-        _save_config(self.config, "multirun.yaml", Path(sweep_dir))
         storage_url = resolve_storage_url(settings.storage, self.config.hydra.runtime.cwd)
         storage_label = mask_url(storage_url)
         study_name = settings.study_name or str(self.config.hydra.job.name)
         storage = create_storage(storage_url)
         stored = existing_trials(storage, study_name, settings.directions, storage_label)
-        from .samplers import build_sampler, grid_size
-
         sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         size = grid_size(sampler)
         if size is not None and n_to_run > size:
             log.info("The grid holds %d points: running %d trials, not %d.", size, size, n_to_run)
             n_to_run = size
+        sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
+        os.makedirs(sweep_dir, exist_ok=True)
+        _save_config(self.config, "multirun.yaml", Path(sweep_dir))
         log.info(
             "ray_optuna: study '%s' in %s, %d trial(s) to run, sampler %s, sweep folder %s",
-            study_name,
-            storage_label,
-            n_to_run,
-            type(sampler).__name__,
-            sweep_dir,
-        )
+            study_name, storage_label, n_to_run, type(sampler).__name__, sweep_dir,
+        )  # fmt: skip
         for key, dist in space.distributions.items():
             log.info("  %s: %s", key, dist)
-
-        from .ledger import SweepLedger
-        from .results import write_results
-        from .searcher import HydraOptunaSearch
-
-        ledger = SweepLedger(settings.max_failure_rate, n_to_run, settings.directions)
-        searcher = HydraOptunaSearch(
-            search_space=space,
-            directions=settings.directions,
-            study_name=study_name,
-            storage=storage,
-            sampler=sampler,
-            ledger=ledger,
-            custom_search_space=custom,
-            sweep_config=self.config,
+        return SweepPlan(
+            space, custom, storage, storage_label, study_name, sampler, n_to_run, sweep_dir
         )
-        try:
-            if n_to_run > 0:
-                self._run_trials(searcher, ledger, n_to_run, sweep_dir)
-        finally:
-            summary = write_results(searcher.study, sweep_dir, storage_label)
-            log.info("Results: %s", {k: v for k, v in summary.items() if k.startswith("best")})
-        if ledger.failure_rate_exceeded() and ledger.first_error is not None:
-            log.error(
-                "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
-                ledger.failed, ledger.finished, settings.max_failure_rate,
-            )  # fmt: skip
-            raise ledger.first_error
-        return [ledger.job_returns]
 
-    def _run_trials(self, searcher: Any, ledger: Any, n_to_run: int, sweep_dir: str) -> None:
-        import ray
-        from ray import tune
-
-        from .searcher import FailureRateStopper
-        from .trial_runner import PayloadHandle, TrialPayload, run_trial
-
+    def _run_trials(
+        self, searcher: HydraOptunaSearch, ledger: SweepLedger, n_to_run: int, sweep_dir: str
+    ) -> None:
         os.environ.update(_TUNE_ENVIRONMENT)
         if not ray.is_initialized():
             ray.init(**self.settings.ray_init)
@@ -153,10 +172,8 @@ class RayOptunaSweep:
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         tuner.fit()
 
-    def _check_trial_config(self, space: Any) -> None:
+    def _check_trial_config(self, space: SearchSpace) -> None:
         """Compose one trial's config now, so a bad key fails before any trial runs."""
-        from optuna.distributions import CategoricalDistribution
-
         sample = {
             key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
             for key, dist in space.distributions.items()
