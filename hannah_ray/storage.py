@@ -15,6 +15,8 @@ import os
 import sqlite3
 from typing import TYPE_CHECKING
 
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
 from .errors import SweepConfigError
 
 if TYPE_CHECKING:
@@ -128,3 +130,33 @@ def _scrub(text: str, url: str) -> str:
     except Exception:
         return text
     return text.replace(str(password), "***") if password else text
+
+
+def storage_password(config: DictConfig) -> str | None:
+    """The password in the (resolved) ``hydra.sweeper.storage`` URL, if any."""
+    url = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+    if not isinstance(url, str) or url.startswith(JOURNAL_SCHEME):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password or None
+    except Exception:
+        return None
+
+
+def mask_storage_password(config: DictConfig, password: str | None) -> None:
+    """Replace the storage password, in place, wherever Hydra would write it: the sweeper's
+    ``storage`` and the recorded command-line overrides (``hydra.yaml``, ``multirun.yaml``)."""
+    if not password:
+        return
+    hydra = config.hydra
+    with read_write(hydra), open_dict(hydra):
+        raw = hydra.sweeper._get_node("storage")._value()
+        if isinstance(raw, str) and password in raw:
+            hydra.sweeper.storage = raw.replace(password, "***")
+        for key in ("hydra", "task"):
+            overrides = hydra.overrides[key]
+            for index, line in enumerate(list(overrides)):
+                if password in line:
+                    overrides[index] = line.replace(password, "***")

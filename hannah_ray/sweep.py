@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Mapping
@@ -27,7 +28,13 @@ from .samplers import build_sampler, grid_size
 from .search_space import SearchSpace, parse_search_space
 from .searcher import FailureRateStopper, HydraOptunaSearch
 from .settings import SweepSettings
-from .storage import create_storage, mask_url, resolve_storage_url
+from .storage import (
+    create_storage,
+    mask_storage_password,
+    mask_url,
+    resolve_storage_url,
+    storage_password,
+)
 from .study import existing_trials, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
 
@@ -122,7 +129,9 @@ class RayOptunaSweep:
             n_to_run = size
         sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
         os.makedirs(sweep_dir, exist_ok=True)
-        _save_config(self.config, "multirun.yaml", Path(sweep_dir))
+        saved_config = copy.deepcopy(self.config)
+        mask_storage_password(saved_config, storage_password(self.config))
+        _save_config(saved_config, "multirun.yaml", Path(sweep_dir))
         log.info(
             "ray_optuna: study '%s' in %s, %d trial(s) to run, sampler %s, sweep folder %s",
             study_name, storage_label, n_to_run, type(sampler).__name__, sweep_dir,

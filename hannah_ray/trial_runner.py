@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 
 from .errors import InvalidReturnError
 from .objectives import objectives_from_return
+from .storage import mask_storage_password, storage_password
 
 log = logging.getLogger("hannah_ray.trial")
 
@@ -111,6 +112,8 @@ def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = job_id
             sweep_config.hydra.job.num = number
+        # run_job writes .hydra/hydra.yaml: keep the storage password out of it.
+        mask_storage_password(sweep_config, storage_password(sweep_config))
         job = run_job(
             hydra_context=payload.hydra_context,
             task_function=_log_exceptions(payload.task_function),

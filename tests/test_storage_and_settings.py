@@ -136,3 +136,40 @@ def test_bad_settings_name_key_value_and_what_is_allowed(
 ) -> None:
     with pytest.raises(SweepConfigError, match=message):
         _settings(**{key: value})
+
+
+def test_storage_password_is_masked_in_the_config_hydra_writes() -> None:
+    from hannah_ray.storage import mask_storage_password, storage_password
+
+    url = "postgresql://user:s3cret@db/optuna"
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"storage": url},
+                "overrides": {"hydra": [f"hydra.sweeper.storage={url}"], "task": ["x=1"]},
+            }
+        }
+    )
+    OmegaConf.set_readonly(config.hydra, True)
+    mask_storage_password(config, storage_password(config))
+    text = OmegaConf.to_yaml(config)
+    assert "s3cret" not in text
+    assert "postgresql://user:***@db/optuna" in text
+
+
+def test_storage_from_an_environment_variable_stays_an_interpolation(monkeypatch) -> None:
+    from hannah_ray.storage import mask_storage_password, storage_password
+
+    monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://user:s3cret@db/optuna")
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"storage": "${oc.env:OPTUNA_STORAGE}"},
+                "overrides": {"hydra": [], "task": []},
+            }
+        }
+    )
+    assert storage_password(config) == "s3cret"
+    mask_storage_password(config, storage_password(config))
+    assert "s3cret" not in OmegaConf.to_yaml(config)
+    assert config.hydra.sweeper.storage == "postgresql://user:s3cret@db/optuna"  # still usable
