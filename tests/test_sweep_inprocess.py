@@ -250,6 +250,8 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
     )
     assert len(third.returns) == 2
     assert len(third.trials_table()) == 7
+    with pytest.raises(SweepConfigError, match="optimises \\['minimize'\\].*'maximize'"):
+        run_sweep(tasks.sphere, [*common, "hydra.sweeper.direction=maximize"], sweep_dir=tmp_path / "s")
 
 
 @pytest.mark.parametrize(
