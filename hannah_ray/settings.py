@@ -25,6 +25,7 @@ class SweepSettings:
     add_trials: bool
     n_jobs: int | None
     max_failure_rate: float
+    max_retries: int
     params: dict[str, Any]
     custom_search_space: str | None
     metric: str | list[str] | None
@@ -47,6 +48,7 @@ class SweepSettings:
             add_trials=bool(plain.get("add_trials", False)),
             n_jobs=None if plain.get("n_jobs") is None else _int(plain["n_jobs"], "n_jobs", 1),
             max_failure_rate=_rate(plain.get("max_failure_rate", 0.0)),
+            max_retries=_int(plain.get("max_retries", 0), "max_retries", minimum=0),
             params=dict(plain.get("params") or {}),
             custom_search_space=plain.get("custom_search_space"),
             metric=_metric(plain.get("metric"), len(directions)),
@@ -57,7 +59,7 @@ class SweepSettings:
         )
         unknown = set(plain) - {
             "sampler", "direction", "storage", "study_name", "n_trials", "add_trials", "n_jobs",
-            "max_failure_rate", "params", "custom_search_space", "metric", "resources_per_trial",
+            "max_failure_rate", "max_retries", "params", "custom_search_space", "metric", "resources_per_trial",
             "ray", "reuse_actors", "_recursive_",
         }  # fmt: skip
         if unknown:

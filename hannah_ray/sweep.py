@@ -174,7 +174,7 @@ class RayOptunaSweep:
                 storage_path=sweep_dir,
                 verbose=0,
                 stop=FailureRateStopper(ledger),
-                failure_config=tune.FailureConfig(max_failures=0),
+                failure_config=tune.FailureConfig(max_failures=self.settings.max_retries),
             ),
         )
         # Tune's result table reads the per-trial logger files we switched off; the study has it all.

@@ -251,7 +251,9 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
     assert len(third.returns) == 2
     assert len(third.trials_table()) == 7
     with pytest.raises(SweepConfigError, match="optimises \\['minimize'\\].*'maximize'"):
-        run_sweep(tasks.sphere, [*common, "hydra.sweeper.direction=maximize"], sweep_dir=tmp_path / "s")
+        run_sweep(
+            tasks.sphere, [*common, "hydra.sweeper.direction=maximize"], sweep_dir=tmp_path / "s"
+        )
 
 
 @pytest.mark.parametrize(
@@ -298,3 +300,28 @@ def test_glob_sweeps_config_group_options(run_sweep) -> None:
     rows = run.trials_table()
     assert sorted(r["params.db"] for r in rows) == ["alpha", "beta"]
     assert run.results()["best_params"] == {"db": "beta"}
+
+
+@pytest.mark.parametrize(("always_die", "retries"), [(False, 1), (True, 1)])
+def test_dead_worker_is_retried_then_stored_fail(
+    run_sweep, tmp_path: Path, always_die: bool, retries: int
+) -> None:
+    run = run_sweep(
+        tasks.dies_once_then_works,
+        [
+            "+x=choice(-1, 2, 3)",
+            f"+marker_dir={tmp_path}",
+            f"+always_die={str(always_die).lower()}",
+            "hydra/sweeper/sampler=grid",
+            f"hydra.sweeper.max_retries={retries}",
+            "hydra.sweeper.max_failure_rate=1.0",
+            "hydra.sweeper.n_jobs=1",
+        ],
+    )
+    rows = {r["params.+x"]: r for r in run.trials_table()}
+    assert rows["2"]["state"] == rows["3"]["state"] == "COMPLETE"  # the sweep went on
+    if always_die:
+        assert rows["-1"]["state"] == "FAIL"
+        assert "worker died" in rows["-1"]["fail_reason"]
+    else:
+        assert rows["-1"]["state"] == "COMPLETE" and float(rows["-1"]["value"]) == -1.0

@@ -131,6 +131,8 @@ class RayOptunaSweeperConf:
     # Most trials at once; null = as many as the Ray resources allow.
     n_jobs: int | None = None
     max_failure_rate: float = 0.0
+    # Retries of a trial whose Ray worker died (killed, out of memory) before it is stored FAIL.
+    max_retries: int = 0
     # Search space in config (the command line wins on the same key).
     params: dict[str, Any] | None = None
     # Dotted path to fn(cfg, optuna_trial) that suggests more parameters.

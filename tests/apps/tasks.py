@@ -58,3 +58,12 @@ def hydra_context_probe(cfg: DictConfig) -> dict[str, Any]:
 
 def config_group_score(cfg: DictConfig) -> float:
     return {"alpha": 3.0, "beta": 1.0, "gamma": 2.0}[cfg.db.name]
+
+
+def dies_once_then_works(cfg: DictConfig) -> float:
+    """Kills its own worker process (as the OOM killer would) on the first attempt of a job."""
+    marker = os.path.join(cfg.marker_dir, f"attempted-{HydraConfig.get().job.num}")
+    if cfg.x < 0 and (cfg.always_die or not os.path.exists(marker)):
+        open(marker, "w").close()
+        os.kill(os.getpid(), 9)
+    return float(cfg.x)
