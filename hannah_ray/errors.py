@@ -7,3 +7,7 @@ class SweepConfigError(ValueError):
 
 class InvalidReturnError(ValueError):
     """A task returned something that is not an objective value."""
+
+
+class SweepInterrupted(RuntimeError):
+    """The sweep ended before its trials were done (e.g. Ctrl-C); finished trials are stored."""

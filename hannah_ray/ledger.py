@@ -21,10 +21,13 @@ def outcome_from_result(result: dict | None, errored: bool, trial_id: str) -> Jo
         outcome = JobOutcome(job_num=-1, overrides=[])
     if errored or not outcome.complete:
         outcome.complete = False
-        outcome.fail_reason = outcome.fail_reason or (
-            "The Ray trial errored before the task reported (worker died or was killed); "
-            "see the Ray trial's error file."
-        )
+        if not outcome.fail_reason:
+            outcome.fail_reason = (
+                "The Ray trial errored before the task reported (worker died or was killed); "
+                "see the Ray trial's error file."
+                if errored
+                else "Stopped before the task finished (the sweep was interrupted or stopped)."
+            )
         if not isinstance(outcome.error, BaseException):
             outcome.error = RuntimeError(outcome.fail_reason)
     return outcome
@@ -51,16 +54,29 @@ class SweepLedger:
         self.job_returns: list[JobReturn] = []
         self.completed = 0
         self.failed = 0
+        self.stopped = 0
         self.first_error: BaseException | None = None
         self._best: float | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Fewer trials finished than planned, and not because of failures (e.g. Ctrl-C)."""
+        return self.finished < self.planned_trials and not self.failure_rate_exceeded()
 
     @property
     def finished(self) -> int:
         return self.completed + self.failed
 
-    def record(self, number: int, outcome: JobOutcome, frozen: FrozenTrial | None) -> None:
+    def record(
+        self, number: int, outcome: JobOutcome, frozen: FrozenTrial | None, stopped: bool = False
+    ) -> None:
+        """Count one finished trial; ``stopped`` ones (cut off by the sweep ending) are stored FAIL
+        but do not count against max_failure_rate."""
         self.job_returns.append(_job_return(outcome))
-        if outcome.complete:
+        if stopped:
+            self.stopped += 1
+            log.warning("Trial %d STOPPED: %s", number, outcome.fail_reason)
+        elif outcome.complete:
             self.completed += 1
             self._update_best(outcome.values or [])
             log.info(

@@ -16,7 +16,7 @@ from ray.tune.stopper import Stopper
 
 from .ledger import SweepLedger, outcome_from_result, trial_user_attrs
 from .search_space import SearchSpace
-from .trial_runner import FINAL, OBJECTIVE
+from .trial_runner import FINAL, OBJECTIVE, JobOutcome
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,12 @@ class HydraOptunaSearch(OptunaSearch):
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        self._store(trial_id, outcome_from_result(result, error, trial_id))
+
+    def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
+        """Tell the study how the trial ended, with its user attributes."""
         self._completed_trials.add(trial_id)
         ot_trial = self._ot_trials.pop(trial_id)
-        outcome = outcome_from_result(result, error, trial_id)
         for key, value in trial_user_attrs(outcome, trial_id).items():
             ot_trial.set_user_attr(key, value)
         try:
@@ -103,7 +106,13 @@ class HydraOptunaSearch(OptunaSearch):
                 frozen = self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         except Exception as tell_error:  # never lose the sweep over one bad tell
             frozen = self._stored_despite(ot_trial, tell_error)
-        self._ledger.record(ot_trial.number, outcome, frozen)
+        self._ledger.record(ot_trial.number, outcome, frozen, stopped=stopped)
+
+    def fail_open_trials(self) -> None:
+        """Store trials Tune never completed (it skips them when the run is interrupted or
+        stopped) as FAIL, so that none is left RUNNING in the study."""
+        for trial_id in list(self._ot_trials):
+            self._store(trial_id, outcome_from_result(None, False, trial_id), stopped=True)
 
     def _stored_despite(self, ot_trial: optuna.Trial, tell_error: Exception) -> Any:
         """Optuna stores the state before sampler hooks run; GridSampler's hook calls

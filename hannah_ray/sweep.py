@@ -21,7 +21,7 @@ from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from ray import tune
 
-from .errors import SweepConfigError
+from .errors import SweepConfigError, SweepInterrupted
 from .ledger import SweepLedger
 from .results import write_results
 from .samplers import build_sampler, grid_size
@@ -100,6 +100,7 @@ class RayOptunaSweep:
             if plan.n_to_run > 0:
                 self._run_trials(searcher, ledger, plan.n_to_run, plan.sweep_dir)
         finally:
+            searcher.fail_open_trials()
             summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
             log.info("Results: %s", {k: v for k, v in summary.items() if k.startswith("best")})
         if ledger.failure_rate_exceeded() and ledger.first_error is not None:
@@ -108,6 +109,11 @@ class RayOptunaSweep:
                 ledger.failed, ledger.finished, self.settings.max_failure_rate,
             )  # fmt: skip
             raise ledger.first_error
+        if ledger.stopped_early:
+            raise SweepInterrupted(
+                f"The sweep stopped after {ledger.finished} of {plan.n_to_run} trials. Finished "
+                f"trials are stored in {plan.storage_label}; rerun the same command to continue."
+            )
         return [ledger.job_returns]
 
     def _plan(self, arguments: list[str]) -> SweepPlan:

@@ -97,3 +97,46 @@ def test_sphere_sweep_from_the_command_line(tmp_path: Path, ray_address: str) ->
     assert results["best_params"] == study.best_params
     assert study.best_value < 0.5
     assert results["best_params"]["y"] == 0
+
+
+def test_ctrl_c_stops_the_sweep_keeps_finished_trials_and_exits_non_zero(
+    tmp_path: Path, ray_address: str
+) -> None:
+    import signal
+    import time
+
+    environment = {**os.environ, "RAY_AUTH_MODE": "token"}
+    environment.pop("PYTHONPATH", None)
+    command = [
+        sys.executable, str(REPO / "tests" / "apps" / "slow_app.py"), "-m",
+        "+x=interval(0, 1)", "+seconds=60", "hydra/sweeper=ray_optuna", "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=0", "hydra.sweeper.n_trials=50", "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.storage=sqlite:///study.db", "hydra.sweeper.study_name=slow",
+        f"hydra.sweeper.ray.address={ray_address}", "hydra.sweep.dir=sweep",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    output = []
+    deadline = time.time() + 120
+    assert process.stdout is not None
+    for line in process.stdout:  # wait until trials are running: a quick one has finished
+        output.append(line)
+        if "Trial 1 COMPLETE" in line or "Trial 0 COMPLETE" in line or time.time() > deadline:
+            break
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    text = "".join(output) + rest
+    assert process.returncode != 0, text
+    assert "rerun the same command to continue" in text
+    study = optuna.load_study(study_name="slow", storage=f"sqlite:///{tmp_path}/study.db")
+    states = [t.state.name for t in study.trials]
+    assert "COMPLETE" in states and len(study.trials) < 50
+    stopped = [t for t in study.trials if t.state.name == "FAIL"]
+    assert stopped and all(
+        "Stopped before the task finished" in t.user_attrs["fail_reason"] for t in stopped
+    )
+    assert "RUNNING" not in states
+    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
