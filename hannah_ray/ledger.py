@@ -7,14 +7,13 @@ import math
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from optuna.trial import FrozenTrial
 
 from .trial_runner import JobOutcome
 
 log = logging.getLogger("hannah_ray.sweep")
 
 
-def outcome_from_result(result: dict | None, errored: bool, trial_id: str) -> JobOutcome:
+def outcome_from_result(result: dict | None, errored: bool) -> JobOutcome:
     """The job's outcome from Tune's last result; a trial that errored in Ray has none."""
     outcome = (result or {}).get("job_outcome")
     if not isinstance(outcome, JobOutcome):
@@ -67,9 +66,7 @@ class SweepLedger:
     def finished(self) -> int:
         return self.completed + self.failed
 
-    def record(
-        self, number: int, outcome: JobOutcome, frozen: FrozenTrial | None, stopped: bool = False
-    ) -> None:
+    def record(self, number: int, outcome: JobOutcome, stopped: bool = False) -> None:
         """Count one finished trial; ``stopped`` ones (cut off by the sweep ending) are stored FAIL
         but do not count against max_failure_rate."""
         self.job_returns.append(_job_return(outcome))

@@ -91,7 +91,7 @@ class HydraOptunaSearch(OptunaSearch):
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        self._store(trial_id, outcome_from_result(result, error, trial_id))
+        self._store(trial_id, outcome_from_result(result, error))
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
@@ -101,28 +101,27 @@ class HydraOptunaSearch(OptunaSearch):
             ot_trial.set_user_attr(key, value)
         try:
             if outcome.complete:
-                frozen = self._ot_study.tell(ot_trial, outcome.values)
+                self._ot_study.tell(ot_trial, outcome.values)
             else:
-                frozen = self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         except Exception as tell_error:  # never lose the sweep over one bad tell
-            frozen = self._stored_despite(ot_trial, tell_error)
-        self._ledger.record(ot_trial.number, outcome, frozen, stopped=stopped)
+            self._check_stored(ot_trial, tell_error)
+        self._ledger.record(ot_trial.number, outcome, stopped=stopped)
 
     def fail_open_trials(self) -> None:
         """Store trials Tune never completed (it skips them when the run is interrupted or
         stopped) as FAIL, so that none is left RUNNING in the study."""
         for trial_id in list(self._ot_trials):
-            self._store(trial_id, outcome_from_result(None, False, trial_id), stopped=True)
+            self._store(trial_id, outcome_from_result(None, False), stopped=True)
 
-    def _stored_despite(self, ot_trial: optuna.Trial, tell_error: Exception) -> Any:
+    def _check_stored(self, ot_trial: optuna.Trial, tell_error: Exception) -> None:
         """Optuna stores the state before sampler hooks run; GridSampler's hook calls
         ``Study.stop``, which raises outside ``optimize`` once the grid is done. That is no loss."""
         stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
         if stored.state.is_finished():
             log.debug("Trial %d stored; sampler hook said: %s", ot_trial.number, tell_error)
-            return stored
-        log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
-        return None
+        else:
+            log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as output:
