@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import optuna
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
@@ -48,3 +49,28 @@ def trials_to_run(n_trials: int, add_trials: bool, stored: list[optuna.trial.Fro
     if add_trials:
         return n_trials
     return max(0, n_trials - sum(t.state in FINISHED for t in stored))
+
+
+def check_search_space(
+    stored: list[optuna.trial.FrozenTrial],
+    distributions: dict[str, BaseDistribution],
+    study_name: str,
+    storage_label: str,
+) -> None:
+    """A resumed study must keep each parameter's kind, log scale and categorical choices
+    (Optuna would otherwise fail mid-sweep, at the first trial that samples it)."""
+    latest: dict[str, BaseDistribution] = {}
+    for trial in stored:
+        latest.update(trial.distributions)
+    for key, new in distributions.items():
+        old = latest.get(key)
+        if old is None:
+            continue
+        try:
+            check_distribution_compatibility(old, new)
+        except ValueError as error:
+            raise SweepConfigError(
+                f"The study '{study_name}' in {storage_label} sampled key '{key}' from {old}, but "
+                f"the sweep asks for {new} ({error}). Use another hydra.sweeper.study_name, or the "
+                "stored search space."
+            ) from None

@@ -35,7 +35,7 @@ from .storage import (
     resolve_storage_url,
     storage_password,
 )
-from .study import existing_trials, trials_to_run
+from .study import check_search_space, existing_trials, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
 
 log = logging.getLogger("hannah_ray.sweep")
@@ -127,6 +127,7 @@ class RayOptunaSweep:
         study_name = settings.study_name or str(self.config.hydra.job.name)
         storage = create_storage(storage_url)
         stored = existing_trials(storage, study_name, settings.directions, storage_label)
+        check_search_space(stored, space.distributions, study_name, storage_label)
         sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         size = grid_size(sampler)

@@ -250,6 +250,11 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
     )
     assert len(third.returns) == 2
     assert len(third.trials_table()) == 7
+    changed = [c if not c.startswith("+x=") else "+x=choice(-1, 1)" for c in common]
+    with pytest.raises(
+        SweepConfigError, match=r"sampled key '\+x' from FloatDistribution.*Categorical"
+    ):
+        run_sweep(tasks.sphere, changed, sweep_dir=tmp_path / "s")
     with pytest.raises(SweepConfigError, match="optimises \\['minimize'\\].*'maximize'"):
         run_sweep(
             tasks.sphere, [*common, "hydra.sweeper.direction=maximize"], sweep_dir=tmp_path / "s"
