@@ -153,7 +153,9 @@ def test_task_exception_is_logged_and_failure_rate_tolerated(run_sweep) -> None:
     assert "Traceback" in log_text and "x must not be negative" in log_text
 
 
-def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(run_sweep) -> None:
+def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(
+    run_sweep, tmp_path: Path
+) -> None:
     with pytest.raises(ValueError, match="x must not be negative"):
         run_sweep(
             tasks.fails_when_negative,
@@ -164,9 +166,9 @@ def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(run_s
                 "hydra.sweeper.n_jobs=1",
                 "hydra.sweeper.max_failure_rate=0.0",
             ],
-            sweep_dir=Path("stopped"),
+            sweep_dir=tmp_path / "stopped",
         )
-    results_file = Path("stopped") / "optimization_results.yaml"
+    results_file = tmp_path / "stopped" / "optimization_results.yaml"
     assert results_file.is_file()
     import yaml
 
