@@ -17,7 +17,7 @@ def outcome_from_result(result: dict | None, errored: bool) -> JobOutcome:
     """The job's outcome from Tune's last result; a trial that errored in Ray has none."""
     outcome = (result or {}).get("job_outcome")
     if not isinstance(outcome, JobOutcome):
-        outcome = JobOutcome(job_num=-1, overrides=[])
+        outcome = JobOutcome(overrides=[])
     if errored or not outcome.complete:
         outcome.complete = False
         if not outcome.fail_reason:

@@ -70,9 +70,15 @@ def _from_dict(returned: Mapping, n_objectives: int, metrics: list[str]) -> Obje
     return Objectives(values, extras)
 
 
-def _finite(value: Any, where: str) -> float:
+def _unwrap_scalar(value: Any) -> Any:
+    """numpy / torch 0-d values -> Python numbers; anything else unchanged."""
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()  # numpy / torch scalars
+        return value.item()
+    return value
+
+
+def _finite(value: Any, where: str) -> float:
+    value = _unwrap_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidReturnError(
             f"The task returned {_short(value)} ({type(value).__name__}) as {where}, "
@@ -88,8 +94,7 @@ def _finite(value: Any, where: str) -> float:
 
 def _attr(value: Any) -> Any:
     """A JSON-friendly user attribute: numbers and strings kept, anything else as its repr."""
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
+    value = _unwrap_scalar(value)
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):

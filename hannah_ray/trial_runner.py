@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,14 +86,12 @@ class JobOutcome:
     It is one object, not a dict, because Tune flattens nested dicts in results.
     """
 
-    job_num: int
     overrides: list[str]
     complete: bool = False
     values: list[float] | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
     job_dir: str | None = None
     fail_reason: str | None = None
-    traceback: str | None = None
     error: Any = None
     return_value: Any = None
 
@@ -104,7 +101,7 @@ def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_
     original_cwd = payload.config.hydra.runtime.cwd
     if original_cwd and os.path.isdir(original_cwd):
         os.chdir(original_cwd)  # Ray may start workers elsewhere; tasks expect the launch folder
-    outcome = JobOutcome(job_num=number, overrides=overrides)
+    outcome = JobOutcome(overrides=overrides)
     try:
         sweep_config = payload.hydra_context.config_loader.load_sweep_config(
             payload.config, list(overrides)
@@ -148,7 +145,6 @@ def _report(outcome: JobOutcome) -> dict[str, Any]:
 
 def _failed(outcome: JobOutcome, error: BaseException, reason: str) -> JobOutcome:
     outcome.fail_reason = reason
-    outcome.traceback = "".join(traceback.format_exception(error))
     outcome.error = _picklable(error)
     return outcome
 
