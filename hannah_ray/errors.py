@@ -11,3 +11,7 @@ class InvalidReturnError(ValueError):
 
 class SweepInterrupted(RuntimeError):
     """The sweep ended before its trials were done (e.g. Ctrl-C); finished trials are stored."""
+
+
+class TrialStopped(RuntimeError):
+    """The scheduler (e.g. ASHA) stopped the trial early; it is stored PRUNED, not FAIL."""

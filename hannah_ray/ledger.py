@@ -8,6 +8,8 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from .errors import TrialStopped
+from .reporting import EPOCH, JOB_DIR, OBJECTIVE
 from .trial_runner import JobOutcome
 
 log = logging.getLogger("hannah_ray.sweep")
@@ -32,13 +34,23 @@ def outcome_from_result(result: dict | None, errored: bool) -> JobOutcome:
     return outcome
 
 
+def pruned_outcome(last_report: dict) -> JobOutcome:
+    """A trial the scheduler stopped after its last intermediate report."""
+    epoch = last_report.get(EPOCH)
+    outcome = JobOutcome(overrides=[], pruned=True, values=[float(last_report[OBJECTIVE])])
+    outcome.job_dir = last_report.get(JOB_DIR) or None
+    outcome.user_attrs = {"pruned_at_epoch": epoch}
+    outcome.error = TrialStopped(f"Stopped early by the scheduler after epoch {epoch}.")
+    return outcome
+
+
 def trial_user_attrs(outcome: JobOutcome, trial_id: str) -> dict[str, Any]:
     """What the study keeps about a trial beyond its values."""
     attrs = dict(outcome.user_attrs)
     attrs["ray_trial_id"] = trial_id
     if outcome.job_dir:
         attrs["job_dir"] = outcome.job_dir
-    if not outcome.complete:
+    if not outcome.complete and not outcome.pruned:
         attrs["fail_reason"] = outcome.fail_reason
     return attrs
 
@@ -53,7 +65,9 @@ class SweepLedger:
         self.job_returns: list[JobReturn] = []
         self.completed = 0
         self.failed = 0
+        self.pruned = 0
         self.stopped = 0
+        self.running: set[int] = set()
         self.first_error: BaseException | None = None
         self._best: float | None = None
 
@@ -64,37 +78,46 @@ class SweepLedger:
 
     @property
     def finished(self) -> int:
-        return self.completed + self.failed
+        return self.completed + self.failed + self.pruned
+
+    def started(self, number: int, overrides: list[str]) -> None:
+        self.running.add(number)
+        log.info("Trial %d started: %s  %s", number, " ".join(overrides), self.progress())
 
     def record(self, number: int, outcome: JobOutcome, stopped: bool = False) -> None:
         """Count one finished trial; ``stopped`` ones (cut off by the sweep ending) are stored FAIL
-        but do not count against max_failure_rate."""
+        but do not count against max_failure_rate, and neither do pruned ones."""
+        self.running.discard(number)
         self.job_returns.append(_job_return(outcome))
         if stopped:
             self.stopped += 1
             log.warning("Trial %d STOPPED: %s", number, outcome.fail_reason)
+        elif outcome.pruned:
+            self.pruned += 1
+            log.info(
+                "Trial %d PRUNED at epoch %s, %s  %s",
+                number,
+                outcome.user_attrs.get("pruned_at_epoch"),
+                _fmt(outcome.values),
+                self.progress(),
+            )
         elif outcome.complete:
             self.completed += 1
             self._update_best(outcome.values or [])
-            log.info(
-                "Trial %d COMPLETE %s  [done %d, failed %d%s]",
-                number,
-                _fmt(outcome.values),
-                self.completed,
-                self.failed,
-                f", best {self._best:.6g}" if self._best is not None else "",
-            )
+            log.info("Trial %d COMPLETE %s  %s", number, _fmt(outcome.values), self.progress())
         else:
             self.failed += 1
             if self.first_error is None:
                 self.first_error = outcome.error
-            log.warning(
-                "Trial %d FAIL: %s  [done %d, failed %d]",
-                number,
-                outcome.fail_reason,
-                self.completed,
-                self.failed,
-            )
+            log.warning("Trial %d FAIL: %s  %s", number, outcome.fail_reason, self.progress())
+
+    def progress(self) -> str:
+        """``[running 2, done 5/20, pruned 3, failed 0, best 0.12]``"""
+        best = f", best {self._best:.6g}" if self._best is not None else ""
+        return (
+            f"[running {len(self.running)}, done {self.finished}/{self.planned_trials}, "
+            f"pruned {self.pruned}, failed {self.failed}{best}]"
+        )
 
     def failure_rate_exceeded(self) -> bool:
         """More failures than ``max_failure_rate`` of the trials this sweep plans to run.

@@ -48,6 +48,31 @@ def objectives_from_return(
     return Objectives([_finite(returned, "the return value")])
 
 
+_REPORT = "hannah_ray.report got"
+
+
+def intermediate_objective(reported: Any, metric: str | Sequence[str] | None = None) -> float:
+    """The objective in an intermediate report: a number, or the dict entry named by ``metric``
+    (or its only entry). NaN and inf pass: the trial's return value decides whether it failed."""
+    if not isinstance(reported, Mapping):
+        return _real(reported, "the objective", _REPORT)
+    metrics = _as_list(metric)
+    if metrics:
+        if metrics[0] not in reported:
+            raise InvalidReturnError(
+                f"hannah_ray.report got keys {sorted(map(str, reported))}, without "
+                f"hydra.sweeper.metric={metrics[0]!r}."
+            )
+        return _real(reported[metrics[0]], f"key '{metrics[0]}'", _REPORT)
+    if len(reported) != 1:
+        raise InvalidReturnError(
+            f"hannah_ray.report got keys {sorted(map(str, reported))}; report one value or set "
+            "hydra.sweeper.metric to the key to optimise."
+        )
+    key, value = next(iter(reported.items()))
+    return _real(value, f"key '{key}'", _REPORT)
+
+
 def _from_dict(returned: Mapping, n_objectives: int, metrics: list[str]) -> Objectives:
     if not metrics:
         raise InvalidReturnError(
@@ -77,14 +102,18 @@ def _unwrap_scalar(value: Any) -> Any:
     return value
 
 
-def _finite(value: Any, where: str) -> float:
+def _real(value: Any, where: str, source: str = "The task returned") -> float:
     value = _unwrap_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidReturnError(
-            f"The task returned {_short(value)} ({type(value).__name__}) as {where}, "
+            f"{source} {_short(value)} ({type(value).__name__}) as {where}, "
             "expected a finite number."
         )
-    number = float(value)
+    return float(value)
+
+
+def _finite(value: Any, where: str) -> float:
+    number = _real(value, where)
     if not math.isfinite(number):
         raise InvalidReturnError(
             f"The task returned {number} as {where}, expected a finite number."

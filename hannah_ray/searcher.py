@@ -14,9 +14,10 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .ledger import SweepLedger, outcome_from_result, trial_user_attrs
+from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
+from .reporting import EPOCH, FINAL, OBJECTIVE
 from .search_space import SearchSpace
-from .trial_runner import FINAL, OBJECTIVE, JobOutcome
+from .trial_runner import JobOutcome
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,10 @@ class HydraOptunaSearch(OptunaSearch):
     tells the study what the Hydra job returned.
 
     Overridden seams: ``suggest`` (custom search space, Hydra overrides), ``on_trial_complete``
-    (the job's values, user attributes and failures, not Tune's last metric), ``on_trial_result``
-    (only intermediate reports), ``save``/``restore`` (the study lives in its storage, so nothing
+    (the job's values, user attributes and failures, not Tune's last metric; a trial the
+    scheduler stopped is PRUNED, where Ray's OptunaSearch would store it COMPLETE with a
+    partial-budget value), ``on_trial_result`` (intermediate reports, one step per epoch),
+    ``save``/``restore`` (the study lives in its storage, so nothing
     of it, credentials included, is pickled into Ray's experiment folder).
     """
 
@@ -61,6 +64,7 @@ class HydraOptunaSearch(OptunaSearch):
         self._custom_search_space = custom_search_space
         self._sweep_config = sweep_config
         self._ledger = ledger
+        self._single_objective = not multi
 
     @property
     def study(self) -> optuna.Study:
@@ -75,6 +79,8 @@ class HydraOptunaSearch(OptunaSearch):
             if self._custom_search_space is not None:
                 self._custom_search_space(self._sweep_config, ot_trial)
             self._ot_trials[trial_id] = ot_trial
+            overrides = self._search_space.trial_overrides(ot_trial.params)
+            self._ledger.started(ot_trial.number, overrides)
         ot_trial = self._ot_trials[trial_id]
         return {
             "number": ot_trial.number,
@@ -82,26 +88,48 @@ class HydraOptunaSearch(OptunaSearch):
         }
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if result.get(FINAL) or isinstance(self.metric, list) or self.metric not in result:
+        """Store an intermediate report in the study (Optuna supports them for one objective)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if result.get(FINAL) or not self._single_objective or ot_trial is None:
             return
-        super().on_trial_result(trial_id, result)
+        if OBJECTIVE not in result:
+            return
+        step = int(result.get(EPOCH) or result.get("training_iteration") or 0)
+        try:
+            ot_trial.report(float(result[OBJECTIVE]), step)
+        except Exception as error:  # a lost intermediate value must not end the sweep
+            log.warning("Trial %d: intermediate value not stored: %s", ot_trial.number, error)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        self._store(trial_id, outcome_from_result(result, error))
+        result = result or {}
+        stopped_by_scheduler = (
+            not error
+            and not result.get(FINAL)
+            and OBJECTIVE in result
+            and not self._ledger.failure_rate_exceeded()
+        )
+        if stopped_by_scheduler:
+            self._store(trial_id, pruned_outcome(result))
+        else:
+            self._store(trial_id, outcome_from_result(result, error))
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
         self._completed_trials.add(trial_id)
         ot_trial = self._ot_trials.pop(trial_id)
+        if not outcome.overrides:
+            outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
         for key, value in trial_user_attrs(outcome, trial_id).items():
             ot_trial.set_user_attr(key, value)
         try:
             if outcome.complete:
                 self._ot_study.tell(ot_trial, outcome.values)
+            elif outcome.pruned:
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
             else:
                 self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         except Exception as tell_error:  # never lose the sweep over one bad tell

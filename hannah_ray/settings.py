@@ -33,6 +33,8 @@ class SweepSettings:
     gpu_per_trial: float
     ray_init: dict[str, Any]
     reuse_actors: bool
+    scheduler: dict[str, Any]
+    tune_logs: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SweepSettings:
@@ -56,11 +58,13 @@ class SweepSettings:
             gpu_per_trial=_resource(resources.get("gpu", 0.0), "gpu"),
             ray_init=_ray_init(plain.get("ray") or {}),
             reuse_actors=bool(plain.get("reuse_actors", True)),
+            scheduler=dict(plain.get("scheduler") or {}),
+            tune_logs=bool(plain.get("tune_logs", True)),
         )
         unknown = set(plain) - {
             "sampler", "direction", "storage", "study_name", "n_trials", "add_trials", "n_jobs",
             "max_failure_rate", "max_retries", "params", "custom_search_space", "metric", "resources_per_trial",
-            "ray", "reuse_actors", "_recursive_",
+            "ray", "reuse_actors", "scheduler", "tune_logs", "_recursive_",
         }  # fmt: skip
         if unknown:
             raise SweepConfigError(f"Unknown hydra.sweeper key(s): {sorted(unknown)}.")

@@ -20,11 +20,13 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from ray import tune
+from ray.tune.schedulers import TrialScheduler
 
 from .errors import SweepConfigError, SweepInterrupted
 from .ledger import SweepLedger
 from .results import write_results
 from .samplers import build_sampler, grid_size
+from .schedulers import build_scheduler, describe
 from .search_space import SearchSpace, parse_search_space
 from .searcher import FailureRateStopper, HydraOptunaSearch
 from .settings import SweepSettings
@@ -43,10 +45,12 @@ log = logging.getLogger("hannah_ray.sweep")
 # Tune's per-trial logger callbacks cost ~0.05 s a trial and duplicate what Hydra's job folder
 # holds; experiment checkpoints are only needed for Tune's own restore, which we do not use.
 _TUNE_ENVIRONMENT = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "60",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    # The old console reporter honours verbose=0; the new one prints its boxes anyway. Our own
+    # progress lines say what is running, done, pruned and failed.
+    "RAY_AIR_NEW_OUTPUT": "0",
 }
 
 
@@ -60,6 +64,7 @@ class SweepPlan:
     storage_label: str
     study_name: str
     sampler: BaseSampler
+    scheduler: TrialScheduler
     n_to_run: int
     sweep_dir: str
 
@@ -98,7 +103,7 @@ class RayOptunaSweep:
         )
         try:
             if plan.n_to_run > 0:
-                self._run_trials(searcher, ledger, plan.n_to_run, plan.sweep_dir)
+                self._run_trials(searcher, ledger, plan)
         finally:
             searcher.fail_open_trials()
             summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
@@ -129,6 +134,7 @@ class RayOptunaSweep:
         stored = existing_trials(storage, study_name, settings.directions, storage_label)
         check_search_space(stored, space.distributions, study_name, storage_label)
         sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
+        scheduler = build_scheduler(settings.scheduler, settings.directions)
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         size = grid_size(sampler)
         if size is not None and n_to_run > size:
@@ -140,19 +146,22 @@ class RayOptunaSweep:
         mask_storage_password(saved_config, storage_password(self.config))
         _save_config(saved_config, "multirun.yaml", Path(sweep_dir))
         log.info(
-            "ray_optuna: study '%s' in %s, %d trial(s) to run, sampler %s, sweep folder %s",
-            study_name, storage_label, n_to_run, type(sampler).__name__, sweep_dir,
+            "ray_optuna: study '%s' in %s, %d trial(s) to run, sampler %s, scheduler %s",
+            study_name, storage_label, n_to_run, type(sampler).__name__, describe(scheduler),
         )  # fmt: skip
         for key, dist in space.distributions.items():
             log.info("  %s: %s", key, dist)
+        log.info("Sweep folder: %s  (watch it: tensorboard --logdir %s)", sweep_dir, sweep_dir)
         return SweepPlan(
-            space, custom, storage, storage_label, study_name, sampler, n_to_run, sweep_dir
-        )
+            space, custom, storage, storage_label, study_name, sampler, scheduler, n_to_run,
+            sweep_dir,
+        )  # fmt: skip
 
     def _run_trials(
-        self, searcher: HydraOptunaSearch, ledger: SweepLedger, n_to_run: int, sweep_dir: str
+        self, searcher: HydraOptunaSearch, ledger: SweepLedger, plan: SweepPlan
     ) -> None:
         os.environ.update(_TUNE_ENVIRONMENT)
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if self.settings.tune_logs else "1"
         if not ray.is_initialized():
             ray.init(**self.settings.ray_init)
         payload = TrialPayload(
@@ -170,15 +179,16 @@ class RayOptunaSweep:
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                num_samples=n_to_run,
-                max_concurrent_trials=self.settings.n_jobs,
+                scheduler=plan.scheduler,
+                num_samples=plan.n_to_run,
+                max_concurrent_trials=self._concurrency(),
                 reuse_actors=self.settings.reuse_actors,
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
             run_config=tune.RunConfig(
                 name="ray_tune",
-                storage_path=sweep_dir,
+                storage_path=plan.sweep_dir,
                 verbose=0,
                 stop=FailureRateStopper(ledger),
                 failure_config=tune.FailureConfig(max_failures=self.settings.max_retries),
@@ -187,6 +197,22 @@ class RayOptunaSweep:
         # Tune's result table reads the per-trial logger files we switched off; the study has it all.
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         tuner.fit()
+
+    def _concurrency(self) -> int | None:
+        """``n_jobs``, or as many trials as the cluster's resources hold at once; without a limit
+        Tune would ask the sampler for trials that then wait for resources, blind to results."""
+        if self.settings.n_jobs is not None:
+            return self.settings.n_jobs
+        available = ray.cluster_resources()
+        limits = [
+            available.get(name, 0.0) / need
+            for name, need in (
+                ("CPU", self.settings.cpu_per_trial),
+                ("GPU", self.settings.gpu_per_trial),
+            )
+            if need > 0
+        ]
+        return max(1, int(min(limits) + 1e-9)) if limits else None
 
     def _check_trial_config(self, space: SearchSpace) -> None:
         """Compose one trial's config now, so a bad key fails before any trial runs."""

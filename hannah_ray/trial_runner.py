@@ -18,15 +18,12 @@ from hydra.core.utils import JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from .errors import InvalidReturnError
+from .errors import InvalidReturnError, TrialStopped
 from .objectives import objectives_from_return
+from .reporting import EPOCH, FINAL, ActiveTrial, active_trial
 from .storage import mask_storage_password, storage_password
 
 log = logging.getLogger("hannah_ray.trial")
-
-# Keys of the result a trial reports to Tune (read by the searcher in the driver).
-FINAL = "hannah_ray_final"
-OBJECTIVE = "objective"
 
 
 @dataclass
@@ -70,13 +67,35 @@ def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     """Ray Tune function trainable."""
     from ray import tune
 
-    result = run_hydra_job(
-        prepared_payload(handle),
-        number=int(trial_config["number"]),
-        overrides=list(trial_config["overrides"]),
-        job_id=str(tune.get_context().get_trial_id()),
-    )
+    hide_unassigned_gpus()
+    # Tune reuses this actor for the next trial only once a stopped trial's thread has ended, and
+    # errors the next trial if that takes longer than this (default 2 s): allow for the thread to
+    # finish its current batch or epoch.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
+    payload = prepared_payload(handle)
+    number = int(trial_config["number"])
+    with active_trial(number, payload.n_objectives, payload.metric) as trial:
+        result = run_hydra_job(
+            payload,
+            number=number,
+            overrides=list(trial_config["overrides"]),
+            job_id=str(tune.get_context().get_trial_id()),
+            trial=trial,
+        )
+    if trial.stopped:
+        # Tune has stopped this trial and takes no more reports (Ray's own wrapper would make one
+        # on return and block): end the thread the way Ray's report does.
+        raise SystemExit(0)
+    result[EPOCH] = trial.last_epoch
     tune.report(result)
+
+
+def hide_unassigned_gpus() -> None:
+    """A trial that asked for no GPU must not touch one: Ray no longer hides GPUs from it."""
+    import ray
+
+    if not ray.get_gpu_ids():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 @dataclass
@@ -88,6 +107,7 @@ class JobOutcome:
 
     overrides: list[str]
     complete: bool = False
+    pruned: bool = False
     values: list[float] | None = None
     user_attrs: dict[str, Any] = field(default_factory=dict)
     job_dir: str | None = None
@@ -96,7 +116,13 @@ class JobOutcome:
     return_value: Any = None
 
 
-def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_id: str) -> dict:
+def run_hydra_job(
+    payload: TrialPayload,
+    number: int,
+    overrides: list[str],
+    job_id: str,
+    trial: ActiveTrial | None = None,
+) -> dict:
     """Compose the job's config, run the task through ``run_job`` and judge its return value."""
     original_cwd = payload.config.hydra.runtime.cwd
     if original_cwd and os.path.isdir(original_cwd):
@@ -113,7 +139,7 @@ def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_
         mask_storage_password(sweep_config, storage_password(sweep_config))
         job = run_job(
             hydra_context=payload.hydra_context,
-            task_function=_log_exceptions(payload.task_function),
+            task_function=_guarded(payload.task_function, trial),
             config=sweep_config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
@@ -137,10 +163,9 @@ def run_hydra_job(payload: TrialPayload, number: int, overrides: list[str], job_
 
 
 def _report(outcome: JobOutcome) -> dict[str, Any]:
-    result: dict[str, Any] = {FINAL: True, "job_outcome": outcome}
-    if outcome.values:
-        result[OBJECTIVE] = outcome.values[0]
-    return result
+    # No objective at the top level: the scheduler judges intermediate reports only, so it
+    # never stops a trial that has already finished.
+    return {FINAL: True, "job_outcome": outcome}
 
 
 def _failed(outcome: JobOutcome, error: BaseException, reason: str) -> JobOutcome:
@@ -149,18 +174,27 @@ def _failed(outcome: JobOutcome, error: BaseException, reason: str) -> JobOutcom
     return outcome
 
 
-def _log_exceptions(task_function: TaskFunction) -> TaskFunction:
-    """Write a failing task's traceback into the job's own log file (Hydra's run_job does not)."""
+def _guarded(task_function: TaskFunction, trial: ActiveTrial | None) -> TaskFunction:
+    """Write a failing task's traceback into the job's own log file (Hydra's run_job does not),
+    and turn ``SystemExit`` into an exception, so that ``run_job`` still ends the job properly
+    (log flushed, Hydra callbacks called): Ray stops a trial with SystemExit at its next report."""
 
     @functools.wraps(task_function)
-    def logged(cfg: DictConfig) -> Any:
+    def guarded(cfg: DictConfig) -> Any:
         try:
             return task_function(cfg)
+        except SystemExit as exit_:
+            if trial is not None and trial.stopped:
+                raise TrialStopped(
+                    f"Stopped early by the scheduler after epoch {trial.last_epoch}."
+                ) from None
+            log.error("The task called sys.exit(%r)", exit_.code)
+            raise RuntimeError(f"The task called sys.exit({exit_.code!r})") from None
         except Exception:
             log.exception("The task raised an exception")
             raise
 
-    return logged
+    return guarded
 
 
 def _picklable(value: Any) -> Any:

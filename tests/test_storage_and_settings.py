@@ -15,7 +15,7 @@ from hannah_ray.samplers import build_sampler, grid_from_distributions
 from hannah_ray.search_space import parse_search_space
 from hannah_ray.settings import SweepSettings
 from hannah_ray.storage import create_storage, mask_url, resolve_storage_url
-from hydra_plugins.hannah_ray_sweeper.config import _SAMPLERS, RayOptunaSweeperConf
+from hydra_plugins.hannah_ray_sweeper.config import _SAMPLERS, _SCHEDULERS, RayOptunaSweeperConf
 
 
 def test_mask_url_hides_the_password() -> None:
@@ -98,6 +98,7 @@ def test_grid_needs_discrete_parameters() -> None:
 def _settings(**overrides: object) -> SweepSettings:
     config = OmegaConf.structured(RayOptunaSweeperConf)
     config.sampler = OmegaConf.structured(_SAMPLERS["tpe"])
+    config.scheduler = OmegaConf.structured(_SCHEDULERS["none"])
     for key, value in overrides.items():
         OmegaConf.update(config, key, value, force_add=True)
     return SweepSettings.from_config(

@@ -1,0 +1,41 @@
+"""A Lightning callback that reports validation metrics to the running ``ray_optuna`` trial."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+
+from .reporting import in_trial, report, stop_if_requested
+
+
+class ReportCallback(pl.Callback):
+    """After every validation epoch of ``fit``, report the ``monitor`` metric(s) to the trial, so
+    that a scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next
+    training batch. A no-op outside a trial.
+
+    ``monitor``: a logged metric name or a list of them; ``None`` reports every scalar metric
+    (then ``hydra.sweeper.metric`` names the objective).
+    """
+
+    def __init__(self, monitor: str | Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.monitor = [monitor] if isinstance(monitor, str) else monitor
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        stop_if_requested()  # a trial the scheduler stopped ends now, not after the epoch
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not in_trial():
+            return
+        if trainer.state.fn != "fit":
+            return
+        logged = trainer.callback_metrics
+        names = list(self.monitor) if self.monitor is not None else list(logged)
+        missing = [name for name in names if name not in logged]
+        if missing:
+            raise KeyError(
+                f"ReportCallback(monitor={self.monitor!r}): the model logged no {missing}; "
+                f"logged metrics: {sorted(logged)}."
+            )
+        report({name: logged[name] for name in names}, epoch=trainer.current_epoch + 1)

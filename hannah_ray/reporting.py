@@ -1,0 +1,136 @@
+"""Intermediate results of a running trial -> Ray Tune (and from there ASHA and the Optuna study).
+
+``report`` is a no-op outside a ``ray_optuna`` trial, so an app that calls it also runs on its own.
+This module imports nothing heavy: Ray is imported only when a trial reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .objectives import intermediate_objective
+
+log = logging.getLogger("hannah_ray.trial")
+
+# Keys of the results a trial reports to Tune (read by the searcher and the scheduler in the driver).
+FINAL = "hannah_ray_final"
+OBJECTIVE = "objective"
+EPOCH = "epoch"
+JOB_DIR = "hannah_ray_job_dir"
+
+
+@dataclass
+class ActiveTrial:
+    """The trial this worker thread is running."""
+
+    number: int
+    n_objectives: int
+    metric: str | list[str] | None
+    reports: int = 0
+    last_epoch: int = 0
+    stopped: bool = False
+
+
+_active: ActiveTrial | None = None
+
+
+@contextmanager
+def active_trial(number: int, n_objectives: int, metric: Any) -> Iterator[ActiveTrial]:
+    """Mark the code inside as trial ``number`` (set by the trial runner around the Hydra job)."""
+    global _active
+    previous, _active = _active, ActiveTrial(number, n_objectives, metric)
+    try:
+        yield _active
+    finally:
+        _active = previous
+
+
+def in_trial() -> bool:
+    """True inside a ``ray_optuna`` trial."""
+    return _active is not None
+
+
+def report(metrics: float | Mapping[str, Any], *, epoch: int | None = None) -> None:
+    """Report intermediate metrics of the running trial (e.g. once per epoch).
+
+    ``metrics`` is a number (the objective) or a dict; the objective is the key named by
+    ``hydra.sweeper.metric``, or the only key. ``epoch`` (the scheduler's time unit) defaults to the
+    number of reports so far. Outside a trial this does nothing.
+    """
+    trial = _active
+    if trial is None:
+        return
+    values = dict(metrics) if isinstance(metrics, Mapping) else {}
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        number = _number(value)
+        if number is not None:
+            result[str(key)] = number
+    if trial.n_objectives == 1:
+        result[OBJECTIVE] = intermediate_objective(metrics, trial.metric)
+    trial.reports += 1
+    trial.last_epoch = int(epoch) if epoch is not None else trial.reports
+    result[EPOCH] = trial.last_epoch
+    result[JOB_DIR] = _job_dir()
+    from ray import tune
+
+    try:
+        tune.report(result)
+    except SystemExit:
+        # Ray ends a stopped trial's thread with SystemExit at its next report.
+        trial.stopped = True
+        log.info(
+            "Trial %d stopped early by the scheduler after epoch %d.",
+            trial.number,
+            trial.last_epoch,
+        )
+        raise
+
+
+def stop_if_requested() -> None:
+    """End the trial now if Ray Tune has stopped it (e.g. ASHA), instead of at the next report.
+
+    Ray sets its session's stop event when it stops a trial; the training thread would only notice
+    at its next report, a whole epoch later, and an actor whose thread has not ended within
+    seconds cannot be reused. Cheap enough to call every batch.
+    """
+    trial = _active
+    if trial is None:
+        return
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        stop_requested = session is not None and session.stop_event.is_set()
+    except Exception:  # a Ray without this private API: the next report stops the trial
+        return
+    if stop_requested:
+        trial.stopped = True
+        log.info(
+            "Trial %d stopped early by the scheduler during epoch %d.",
+            trial.number,
+            trial.last_epoch + 1,
+        )
+        raise SystemExit(0)
+
+
+def _job_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return str(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # HydraConfig is not set: the app reports outside a Hydra job
+        return ""
+
+
+def _number(value: Any) -> float | None:
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)

@@ -1,0 +1,102 @@
+"""``hydra.sweeper.scheduler`` -> a Ray Tune trial scheduler (ASHA, median stopping, or none),
+its arguments checked before any trial."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.utils import get_class
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from .errors import SweepConfigError
+from .reporting import OBJECTIVE
+
+# Arguments the sweeper sets itself: the scheduler judges the objective in the study's direction.
+_SET_BY_SWEEPER = ("metric", "mode")
+
+# (check, what is allowed) per argument; checked for any scheduler that takes the argument.
+_RULES: dict[str, tuple[Any, str]] = {
+    "max_t": (lambda v, _: _number(v) and v > 0, "a number > 0"),
+    "grace_period": (
+        lambda v, kw: _number(v) and v > 0 and ("max_t" not in kw or v <= kw["max_t"]),
+        "a number > 0 and <= max_t",
+    ),
+    "reduction_factor": (lambda v, _: _number(v) and v > 1, "a number > 1"),
+    "brackets": (
+        lambda v, _: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "an integer >= 1",
+    ),
+    "time_attr": (
+        lambda v, _: isinstance(v, str) and v,
+        "the name of a reported counter, e.g. epoch",
+    ),
+}
+
+
+def build_scheduler(
+    scheduler_config: Mapping[str, Any] | None, directions: list[str]
+) -> TrialScheduler:
+    """Instantiate the configured scheduler for the study's direction(s)."""
+    kwargs = dict(scheduler_config or {})
+    target = kwargs.pop("_target_", None) or "ray.tune.schedulers.FIFOScheduler"
+    try:
+        scheduler_class = get_class(target)
+    except Exception as error:
+        raise SweepConfigError(
+            f"hydra.sweeper.scheduler._target_={target!r} cannot be imported: {error}"
+        ) from error
+    if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, TrialScheduler)):
+        raise SweepConfigError(
+            f"hydra.sweeper.scheduler._target_={target!r} is not a ray.tune.schedulers.TrialScheduler."
+        )
+    name = scheduler_class.__name__
+    allowed = [p for p in _parameters(scheduler_class) if p not in _SET_BY_SWEEPER]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise SweepConfigError(
+            f"hydra.sweeper.scheduler: {name} has no argument(s) {unknown}. Allowed: {sorted(allowed)}."
+        )
+    for key, value in kwargs.items():
+        check, rule = _RULES.get(key, (None, ""))
+        if check is not None and not check(value, kwargs):
+            raise SweepConfigError(
+                f"hydra.sweeper.scheduler.{key}={value!r}: allowed: {rule} ({name})."
+            )
+    if scheduler_class is FIFOScheduler:
+        return scheduler_class()
+    if len(directions) != 1:
+        raise SweepConfigError(
+            f"hydra/sweeper/scheduler: {name} stops trials by one objective, but "
+            f"hydra.sweeper.direction={directions} has {len(directions)}. "
+            "Allowed with multi-objective search: hydra/sweeper/scheduler=none."
+        )
+    mode = "min" if directions[0] == "minimize" else "max"
+    try:
+        return scheduler_class(metric=OBJECTIVE, mode=mode, **kwargs)
+    except Exception as error:
+        raise SweepConfigError(
+            f"hydra.sweeper.scheduler: {name}({kwargs}) failed: {error}"
+        ) from error
+
+
+def describe(scheduler: TrialScheduler) -> str:
+    """One line for the sweep's start-up log."""
+    if type(scheduler) is FIFOScheduler:
+        return "none (every trial runs to its end)"
+    return type(scheduler).__name__
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _parameters(scheduler_class: type) -> list[str]:
+    signature = inspect.signature(scheduler_class.__init__)
+    return [
+        name
+        for name, parameter in signature.parameters.items()
+        if name != "self"
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]

@@ -1,0 +1,120 @@
+"""``hannah-ray-train``: train once, or sweep with ``-m hydra/sweeper=ray_optuna``.
+
+Returns the monitored validation metric(s) of the last epoch (one number, or a list for several
+``monitor`` names), as hannah's ``hannah-train`` does; lower is better for ``val_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("hannah_ray.train")
+
+
+def config_dir() -> str:
+    """The app's config tree: packaged inside the wheel, or the repository's ``conf/``."""
+    packaged = Path(__file__).parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf")
+
+
+def monitored(cfg: DictConfig) -> list[str]:
+    """The ``monitor`` names, checked against what the module logs (before any training)."""
+    from .module import LOGGED_METRICS
+
+    names = [cfg.monitor] if isinstance(cfg.monitor, str) else list(cfg.monitor)
+    unknown = [n for n in names if n not in LOGGED_METRICS]
+    if not names or unknown:
+        raise ValueError(
+            f"monitor={OmegaConf.to_container(cfg, resolve=True)['monitor']!r}: allowed: one of "
+            f"{list(LOGGED_METRICS)} or a list of them."
+        )
+    return names
+
+
+def train(cfg: DictConfig) -> float | list[float]:
+    """Train and validate once; the Lightning logs go to ``<job folder>/tensorboard``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from hannah_ray import in_trial
+    from hannah_ray.lightning import ReportCallback
+
+    from .data import ClassificationData
+    from .models import build_model
+    from .module import HIGHER_IS_BETTER, ClassifierModule
+
+    names = monitored(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    data = ClassificationData(cfg.dataset, cfg.module)
+    data.setup()
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))
+    output_dir = _output_dir()
+    trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_args.get("enable_progress_bar") is None:
+        trainer_args["enable_progress_bar"] = not in_trial()  # no bars from parallel trials
+    trainer_args.setdefault("enable_model_summary", not in_trial())
+    callbacks: list[pl.Callback] = [ReportCallback(monitor=names)]
+    if trainer_args.get("enable_checkpointing", True):
+        mode = "max" if names[0] in HIGHER_IS_BETTER else "min"
+        callbacks.append(
+            ModelCheckpoint(dirpath=output_dir / "checkpoints", monitor=names[0], mode=mode)
+        )
+    trainer = pl.Trainer(
+        **trainer_args,
+        logger=TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version=""),
+        callbacks=callbacks,
+        default_root_dir=str(output_dir),
+    )
+    trainer.fit(module, datamodule=data)
+    values = [float(trainer.callback_metrics[name]) for name in names]
+    log.info("Validation: %s", dict(zip(names, values, strict=True)))
+    if trainer_args.get("limit_test_batches", 1.0):
+        tested = trainer.test(module, datamodule=data, verbose=False)
+        log.info("Test: %s", tested[0] if tested else {})
+    return values[0] if len(values) == 1 else values
+
+
+def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """The flat config a run is compared by in TensorBoard's HPARAMS tab."""
+    chosen = {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        for key in ("model", "optimizer", "scheduler", "module", "dataset")
+    }
+    chosen["trainer"] = {"max_epochs": cfg.trainer.max_epochs}
+    chosen["seed"] = cfg.seed
+    return _flatten(chosen)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = str(value) if isinstance(value, list) else value
+    return flat
+
+
+def _output_dir() -> Path:
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(os.getcwd())
+
+
+@hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | list[float]:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

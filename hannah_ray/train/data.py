@@ -1,0 +1,119 @@
+"""Datasets of the training app: scikit-learn's digits (shipped inside scikit-learn, no download)
+or the user's own ``.npz`` / ``.csv`` file; split train/val/test with a fixed seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, TensorDataset
+
+
+@dataclass
+class Arrays:
+    features: np.ndarray  # (samples, *input_shape), float32
+    labels: np.ndarray  # (samples,), int64 class indices
+
+
+def load_arrays(dataset: DictConfig) -> Arrays:
+    """The whole dataset named by ``dataset.name``."""
+    if dataset.name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return Arrays(digits.images[:, None].astype(np.float32), digits.target.astype(np.int64))
+    if dataset.name == "files":
+        return _load_file(dataset)
+    raise ValueError(f"dataset.name={dataset.name!r}: allowed: 'digits' or 'files'.")
+
+
+def _load_file(dataset: DictConfig) -> Arrays:
+    path = Path(str(dataset.path)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset.path={str(dataset.path)!r}: no such file.")
+    if path.suffix == ".npz":
+        with np.load(path) as stored:
+            missing = {"x", "y"} - set(stored.files)
+            if missing:
+                raise ValueError(
+                    f"dataset.path={str(path)!r}: an .npz file needs arrays 'x' and 'y'; "
+                    f"it has {sorted(stored.files)}."
+                )
+            features, labels = stored["x"], stored["y"]
+    elif path.suffix == ".csv":
+        table = np.genfromtxt(path, delimiter=",", names=True)
+        columns = list(table.dtype.names or [])
+        label = str(dataset.label_column)
+        if label not in columns:
+            raise ValueError(
+                f"dataset.label_column={label!r} is not a column of {str(path)!r}; "
+                f"columns: {columns}."
+            )
+        labels = table[label]
+        features = np.stack([table[c] for c in columns if c != label], axis=1)
+    else:
+        raise ValueError(f"dataset.path={str(path)!r}: allowed: an .npz or .csv file.")
+    features = features.astype(np.float32)
+    if dataset.get("image_shape"):
+        features = features.reshape(len(features), *dataset.image_shape)
+    _, labels = np.unique(labels, return_inverse=True)  # any labels -> 0..n_classes-1
+    return Arrays(features, labels.astype(np.int64))
+
+
+class ClassificationData(pl.LightningDataModule):
+    """Fixed-seed train/val/test split; features standardised with the training split's statistics."""
+
+    def __init__(self, dataset: DictConfig, module: DictConfig) -> None:
+        super().__init__()
+        self.dataset_config = dataset
+        self.batch_size = int(module.batch_size)
+        self.num_workers = int(module.num_workers)
+        self.splits: dict[str, TensorDataset] = {}
+        self.input_shape: tuple[int, ...] = ()
+        self.num_classes = 0
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        arrays = load_arrays(self.dataset_config)
+        order = np.random.default_rng(int(self.dataset_config.split_seed)).permutation(
+            len(arrays.labels)
+        )
+        n_val = int(len(order) * float(self.dataset_config.val_fraction))
+        n_test = int(len(order) * float(self.dataset_config.test_fraction))
+        parts = {
+            "val": order[:n_val],
+            "test": order[n_val : n_val + n_test],
+            "train": order[n_val + n_test :],
+        }
+        train = arrays.features[parts["train"]]
+        mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+        for name, index in parts.items():
+            features = torch.from_numpy((arrays.features[index] - mean) / std)
+            self.splits[name] = TensorDataset(features, torch.from_numpy(arrays.labels[index]))
+        self.input_shape = tuple(arrays.features.shape[1:])
+        self.num_classes = int(arrays.labels.max()) + 1
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        extra: dict[str, Any] = {"persistent_workers": True} if self.num_workers > 0 else {}
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            **extra,
+        )
