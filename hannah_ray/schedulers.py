@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hydra.utils import get_class
+from ray.tune import schedulers as tune_schedulers
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from .errors import SweepConfigError
@@ -32,7 +33,18 @@ _RULES: dict[str, tuple[Any, str]] = {
         lambda v, _: isinstance(v, str) and v,
         "the name of a reported counter, e.g. epoch",
     ),
+    # Pausing needs trial checkpoints to resume from; a Hydra job has none.
+    "hard_stop": (lambda v, _: v is True, "true (pausing trials is not supported)"),
 }
+
+
+class MedianStoppingRule(tune_schedulers.MedianStoppingRule):
+    """Ray's median stopping rule, except that a final result without the objective (a trial
+    that failed or never reported) is not recorded: Ray's rule would crash on it later."""
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        if self._metric in result and self._time_attr in result:
+            super().on_trial_complete(tune_controller, trial, result)
 
 
 def build_scheduler(

@@ -65,6 +65,7 @@ class HydraOptunaSearch(OptunaSearch):
         self._sweep_config = sweep_config
         self._ledger = ledger
         self._single_objective = not multi
+        self._reported_steps: dict[str, int] = {}
 
     @property
     def study(self) -> optuna.Study:
@@ -95,6 +96,9 @@ class HydraOptunaSearch(OptunaSearch):
         if OBJECTIVE not in result:
             return
         step = int(result.get(EPOCH) or result.get("training_iteration") or 0)
+        if self._reported_steps.get(trial_id) == step:
+            return  # Tune hands the result that stopped a trial to on_trial_complete as well
+        self._reported_steps[trial_id] = step
         try:
             ot_trial.report(float(result[OBJECTIVE]), step)
         except Exception as error:  # a lost intermediate value must not end the sweep
@@ -113,6 +117,8 @@ class HydraOptunaSearch(OptunaSearch):
             and not self._ledger.failure_rate_exceeded()
         )
         if stopped_by_scheduler:
+            # The result that made the scheduler stop the trial never reached on_trial_result.
+            self.on_trial_result(trial_id, result)
             self._store(trial_id, pruned_outcome(result))
         else:
             self._store(trial_id, outcome_from_result(result, error))
@@ -120,6 +126,7 @@ class HydraOptunaSearch(OptunaSearch):
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
         self._completed_trials.add(trial_id)
+        self._reported_steps.pop(trial_id, None)
         ot_trial = self._ot_trials.pop(trial_id)
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
@@ -162,7 +169,10 @@ class HydraOptunaSearch(OptunaSearch):
         # Ray pickles the search algorithm into its experiment folder; keep the storage (and any
         # password in its URL) out of that pickle.
         state = self.__dict__.copy()
-        for key in ("_ot_study", "_storage", "_sampler", "_ot_trials", "_ledger", "_sweep_config"):
+        for key in (
+            "_ot_study", "_storage", "_sampler", "_ot_trials", "_ledger", "_sweep_config",
+            "_reported_steps",
+        ):  # fmt: skip
             state[key] = None
         return state
 

@@ -25,7 +25,8 @@ def ray_address() -> Iterator[str]:
     """A real local Ray instance shared by every test (``ray.init`` costs seconds)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # One logical GPU: Ray assigns it to trials like a real one (this machine has no GPU).
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

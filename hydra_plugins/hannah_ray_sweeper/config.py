@@ -136,7 +136,7 @@ class ASHASchedulerConfig(SchedulerConfig):
 class MedianStoppingConfig(SchedulerConfig):
     """Stops a trial whose best result so far is worse than the median of the others at that time."""
 
-    _target_: str = "ray.tune.schedulers.MedianStoppingRule"
+    _target_: str = "hannah_ray.schedulers.MedianStoppingRule"
     time_attr: str = "epoch"
     grace_period: float = 1
     min_samples_required: int = 3

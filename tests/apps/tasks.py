@@ -67,3 +67,26 @@ def dies_once_then_works(cfg: DictConfig) -> float:
         open(marker, "w").close()
         os.kill(os.getpid(), 9)
     return float(cfg.x)
+
+
+def reports_every_epoch(cfg: DictConfig) -> float:
+    """A non-Lightning app: reports a loss that falls with each epoch, slower for larger x."""
+    import hannah_ray
+
+    loss = 0.0
+    for epoch in range(1, int(cfg.epochs) + 1):
+        loss = float(cfg.x) + 1.0 / epoch
+        hannah_ray.report({"loss": loss, "note": "not a number"}, epoch=epoch)
+        time.sleep(float(cfg.epoch_s))
+    return loss
+
+
+def gpu_probe(cfg: DictConfig) -> dict[str, Any]:
+    """What a trial sees of the GPUs: the visible devices and the ids Ray assigned."""
+    import ray
+
+    return {
+        "objective": float(cfg.x),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        "ray_gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()),
+    }

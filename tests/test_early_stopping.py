@@ -1,0 +1,143 @@
+"""Intermediate reports, schedulers (ASHA) and the trial states they leave in the study; GPU
+visibility per trial. Real sweeps on the session's Ray instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from apps import tasks
+from optuna.trial import TrialState
+
+from hannah_ray import in_trial, report
+from hannah_ray.errors import SweepConfigError
+from hannah_ray.schedulers import build_scheduler
+
+ASHA = [
+    "hydra/sweeper/scheduler=asha",
+    "hydra.sweeper.scheduler.max_t=4",
+    "hydra.sweeper.scheduler.reduction_factor=2",
+]
+
+
+def _reporting_sweep(run_sweep, storage: str, scheduler: list[str]) -> None:
+    run_sweep(
+        tasks.reports_every_epoch,
+        [
+            "+x=range(0, 8)",
+            "+epochs=4",
+            "+epoch_s=0.05",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.metric=loss",
+            "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.n_jobs=2",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=asha",
+            *scheduler,
+        ],
+    )
+
+
+def test_asha_prunes_bad_trials_and_the_study_tells_the_truth(run_sweep, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/asha.db"
+    _reporting_sweep(run_sweep, storage, ASHA)
+    study = optuna.load_study(study_name="asha", storage=storage)
+    assert len(study.trials) == 8
+    by_state = {state: [t for t in study.trials if t.state == state] for state in TrialState}
+    assert by_state[TrialState.PRUNED], "ASHA stopped no trial"
+    assert by_state[TrialState.COMPLETE]
+    assert not by_state[TrialState.FAIL] and not by_state[TrialState.RUNNING]
+    for trial in by_state[TrialState.PRUNED]:
+        epochs = sorted(trial.intermediate_values)
+        assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 4
+        # A pruned trial's value is its last intermediate value, not a finished one.
+        assert trial.value == pytest.approx(trial.intermediate_values[epochs[-1]])
+        assert trial.user_attrs["pruned_at_epoch"] == epochs[-1]
+        assert Path(trial.user_attrs["job_dir"]).is_dir()
+    for trial in by_state[TrialState.COMPLETE]:
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
+        assert trial.value == pytest.approx(trial.params["+x"] + 0.25)
+    # The best trials are never the ones stopped: x=0 has the lowest loss at every epoch.
+    assert study.best_trial.params["+x"] == 0
+
+
+def test_an_app_that_reports_only_once_runs_under_asha(run_sweep) -> None:
+    run = run_sweep(
+        tasks.sphere,
+        [
+            "+x=interval(-2, 2)",
+            "+y=0",
+            "hydra/sweeper/scheduler=asha",
+            "hydra.sweeper.n_trials=4",
+        ],
+    )
+    assert [row["state"] for row in run.trials_table()] == ["COMPLETE"] * 4
+
+
+def test_median_stopping_runs(run_sweep, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/median.db"
+    _reporting_sweep(
+        run_sweep,
+        storage,
+        ["hydra/sweeper/scheduler=median", "hydra.sweeper.scheduler.min_samples_required=2"],
+    )
+    states = {t.state for t in optuna.load_study(study_name="asha", storage=storage).trials}
+    assert states <= {TrialState.COMPLETE, TrialState.PRUNED} and TrialState.COMPLETE in states
+
+
+@pytest.mark.parametrize(
+    ("config", "directions", "message"),
+    [
+        ({"_target_": "ray.tune.schedulers.ASHAScheduler", "speed": 2}, ["minimize"], "no argument(s) ['speed']"),
+        ({"_target_": "ray.tune.schedulers.ASHAScheduler", "grace_period": 0}, ["minimize"], "grace_period=0"),
+        ({"_target_": "ray.tune.schedulers.ASHAScheduler", "max_t": 4, "grace_period": 8}, ["minimize"], "<= max_t"),
+        ({"_target_": "ray.tune.schedulers.ASHAScheduler", "reduction_factor": 1}, ["minimize"], "a number > 1"),
+        ({"_target_": "ray.tune.schedulers.ASHAScheduler"}, ["minimize", "maximize"], "hydra/sweeper/scheduler=none"),
+        ({"_target_": "optuna.samplers.TPESampler"}, ["minimize"], "is not a ray.tune.schedulers.TrialScheduler"),
+        ({"_target_": "no.such.Scheduler"}, ["minimize"], "cannot be imported"),
+    ],
+)  # fmt: skip
+def test_bad_scheduler_config_names_the_key(config: dict, directions: list, message: str) -> None:
+    with pytest.raises(
+        SweepConfigError, match="hydra.sweeper.scheduler|hydra/sweeper/scheduler"
+    ) as error:
+        build_scheduler(config, directions)
+    assert message in str(error.value)
+
+
+def test_asha_with_multi_objective_fails_before_any_trial(run_sweep, tmp_path: Path) -> None:
+    with pytest.raises(SweepConfigError, match="one objective"):
+        run_sweep(
+            tasks.two_objectives,
+            [
+                "+x=interval(0, 2)",
+                "+y=interval(0, 2)",
+                "hydra/sweeper/scheduler=asha",
+                "hydra.sweeper.direction=[minimize,minimize]",
+            ],
+        )
+    assert not list((tmp_path / "sweep").glob("[0-9]*"))
+
+
+def test_report_is_a_no_op_outside_a_trial() -> None:
+    assert not in_trial()
+    report({"loss": 1.0})  # nothing to report to, and no error
+
+
+@pytest.mark.parametrize(("gpu", "visible"), [(0, ""), (0.5, "0")])
+def test_trials_see_only_the_gpu_ray_assigned(run_sweep, gpu: float, visible: str) -> None:
+    # The session's Ray instance declares one logical GPU (there is no physical one here): Ray
+    # assigns it and sets CUDA_VISIBLE_DEVICES exactly as it would for a real device.
+    run = run_sweep(
+        tasks.gpu_probe,
+        [
+            "+x=0,1",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.metric=objective",
+            f"hydra.sweeper.resources_per_trial.gpu={gpu}",
+        ],
+    )
+    probes = [job.return_value for job in run.returns]
+    assert [p["cuda_visible_devices"] for p in probes] == [visible, visible]
+    assert [p["ray_gpu_ids"] for p in probes] == [visible, visible]

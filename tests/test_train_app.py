@@ -1,0 +1,116 @@
+"""The ``hannah-ray-train`` Lightning app: alone, in an ASHA sweep, and the hannah doc's commands."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hannah_ray.train.app import train
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = Path(sys.executable).parent / "hannah-ray-train"
+TINY = [
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=0",
+]
+
+
+def _train_cli(args: list[str], cwd: Path, ray_address: str | None = None) -> str:
+    environment = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    environment.pop("PYTHONPATH", None)
+    environment["RAY_AUTH_MODE"] = "token"  # to join the session's Ray instance
+    if ray_address:
+        args = [*args, f"hydra.sweeper.ray.address={ray_address}"]
+    done = subprocess.run(
+        [str(TRAIN), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_the_app_trains_once_on_the_embedded_data(tmp_path: Path) -> None:
+    _train_cli(["trainer.max_epochs=5", "experiment_id=alone"], cwd=tmp_path)
+    (run_dir,) = (tmp_path / "trained_models" / "alone").iterdir()
+    log = (run_dir / "app.log").read_text()
+    validation = ast.literal_eval(re.search(r"Validation: (\{.*\})", log).group(1))
+    assert validation["val_error"] < 0.15  # 10 classes: chance is 0.9
+    test = ast.literal_eval(re.search(r"Test: (\{.*\})", log).group(1))
+    assert test["test_error"] < 0.2
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+
+
+def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
+    run_sweep, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path}/digits.db"
+    run = run_sweep(
+        train,
+        [
+            "scheduler.max_lr=tag(log, interval(0.00001, 0.5))",
+            "trainer.max_epochs=4",
+            *TINY,
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=3",
+            "hydra/sweeper/scheduler=asha",
+            "hydra.sweeper.scheduler.max_t=4",
+            "hydra.sweeper.scheduler.reduction_factor=2",
+            "hydra.sweeper.n_trials=8",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=digits",
+        ],
+        config_path=str(REPO / "conf"),
+        config_name="config",
+    )
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert len(study.trials) == 8 and len(run.returns) == 8
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert pruned and complete and len(pruned) + len(complete) == 8
+    for trial in pruned:
+        assert 1 <= len(trial.intermediate_values) < 4
+    for trial in complete:
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
+        assert trial.value == pytest.approx(trial.intermediate_values[4])
+    # One TensorBoard run per trial (pruned ones included) under the sweep folder, with hparams.
+    for trial in study.trials:
+        board = run.sweep_dir / str(trial.number) / "tensorboard"
+        assert list(board.glob("events.out.tfevents.*")), board
+        assert "scheduler.max_lr" in (board / "hparams.yaml").read_text()
+    # Ray Tune's own per-trial results are kept as well.
+    assert len(list((run.sweep_dir / "ray_tune").glob("*/result.json"))) == 8
+
+
+def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
+    out = _train_cli(
+        [
+            "-m", "hydra/sweeper=ray_optuna", "scheduler.max_lr=interval(0.0001, 0.1)",
+            "optimizer.weight_decay=tag(log, interval(0.00001, 0.001))",
+            "hydra.sweeper.n_trials=2", "trainer.max_epochs=15", *TINY,
+        ],
+        cwd=tmp_path,
+        ray_address=ray_address,
+    )  # fmt: skip
+    assert "Trial 1 COMPLETE" in out and "tensorboard --logdir" in out
+    resume = [
+        "experiment_id=test_optuna_resume", "hydra/sweeper=ray_optuna",
+        "hydra.sweeper.study_name=${experiment_id}",
+        "hydra.sweeper.storage=sqlite:///${experiment_id}.sqlite", "trainer.max_epochs=15",
+        "scheduler.max_lr=interval(0.0001, 0.1)", "module.num_workers=4", "-m",
+    ]  # fmt: skip
+    tiny = ["hydra.sweeper.n_trials=2", *TINY, f"hydra.sweeper.ray.address={ray_address}"]
+    _train_cli([*tiny, *resume], cwd=tmp_path, ray_address="")
+    study = optuna.load_study(
+        study_name="test_optuna_resume", storage=f"sqlite:///{tmp_path}/test_optuna_resume.sqlite"
+    )
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert all(0.0 <= t.value <= 1.0 for t in study.trials)
