@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
+from .heartbeat import stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
 from .reporting import EPOCH, FINAL, OBJECTIVE
 from .search_space import SearchSpace
@@ -47,6 +49,7 @@ class HydraOptunaSearch(OptunaSearch):
         ledger: SweepLedger,
         custom_search_space: CustomSearchSpace | None = None,
         sweep_config: Any = None,
+        trial_timeout_s: float | None = None,
     ) -> None:
         modes = ["min" if d == "minimize" else "max" for d in directions]
         multi = len(directions) > 1
@@ -65,7 +68,9 @@ class HydraOptunaSearch(OptunaSearch):
         self._sweep_config = sweep_config
         self._ledger = ledger
         self._single_objective = not multi
-        self._reported_steps: dict[str, int] = {}
+        self._reported_steps: dict[str, set[int]] = {}
+        self._trial_timeout_s = trial_timeout_s
+        self._started: dict[str, float] = {}
 
     @property
     def study(self) -> optuna.Study:
@@ -80,6 +85,8 @@ class HydraOptunaSearch(OptunaSearch):
             if self._custom_search_space is not None:
                 self._custom_search_space(self._sweep_config, ot_trial)
             self._ot_trials[trial_id] = ot_trial
+            self._started[trial_id] = time.monotonic()
+            stamp(self._ot_study._storage, ot_trial._trial_id)  # noqa: SLF001
             overrides = self._search_space.trial_overrides(ot_trial.params)
             self._ledger.started(ot_trial.number, overrides)
         ot_trial = self._ot_trials[trial_id]
@@ -96,9 +103,10 @@ class HydraOptunaSearch(OptunaSearch):
         if OBJECTIVE not in result:
             return
         step = int(result.get(EPOCH) or result.get("training_iteration") or 0)
-        if self._reported_steps.get(trial_id) == step:
+        steps = self._reported_steps.setdefault(trial_id, set())
+        if step in steps:
             return  # Tune hands the result that stopped a trial to on_trial_complete as well
-        self._reported_steps[trial_id] = step
+        steps.add(step)
         try:
             ot_trial.report(float(result[OBJECTIVE]), step)
         except Exception as error:  # a lost intermediate value must not end the sweep
@@ -120,13 +128,26 @@ class HydraOptunaSearch(OptunaSearch):
             # The result that made the scheduler stop the trial never reached on_trial_result.
             self.on_trial_result(trial_id, result)
             self._store(trial_id, pruned_outcome(result))
-        else:
-            self._store(trial_id, outcome_from_result(result, error))
+            return
+        outcome = outcome_from_result(result, error)
+        elapsed = time.monotonic() - self._started.get(trial_id, time.monotonic())
+        if error and self._trial_timeout_s and elapsed >= self._trial_timeout_s:
+            outcome.fail_reason = (
+                f"Exceeded hydra.sweeper.trial_timeout_s={self._trial_timeout_s:g} "
+                f"(ran {elapsed:.0f} s): its worker was stopped."
+            )
+            outcome.error = TimeoutError(outcome.fail_reason)
+        self._store(trial_id, outcome)
+
+    def open_trial_ids(self) -> list[int]:
+        """Storage ids of this sweep's trials that are not stored as finished yet."""
+        return [t._trial_id for t in list(self._ot_trials.values())]  # noqa: SLF001
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
         self._completed_trials.add(trial_id)
         self._reported_steps.pop(trial_id, None)
+        self._started.pop(trial_id, None)
         ot_trial = self._ot_trials.pop(trial_id)
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
@@ -171,7 +192,7 @@ class HydraOptunaSearch(OptunaSearch):
         state = self.__dict__.copy()
         for key in (
             "_ot_study", "_storage", "_sampler", "_ot_trials", "_ledger", "_sweep_config",
-            "_reported_steps",
+            "_reported_steps", "_started",
         ):  # fmt: skip
             state[key] = None
         return state

@@ -35,6 +35,10 @@ class SweepSettings:
     reuse_actors: bool
     scheduler: dict[str, Any]
     tune_logs: bool
+    trial_timeout_s: float | None
+    heartbeat_interval_s: float
+    orphan_grace_s: float
+    requeue_orphans: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SweepSettings:
@@ -60,11 +64,26 @@ class SweepSettings:
             reuse_actors=bool(plain.get("reuse_actors", True)),
             scheduler=dict(plain.get("scheduler") or {}),
             tune_logs=bool(plain.get("tune_logs", True)),
+            trial_timeout_s=None
+            if plain.get("trial_timeout_s") is None
+            else _seconds(plain["trial_timeout_s"], "trial_timeout_s"),
+            heartbeat_interval_s=_seconds(
+                plain.get("heartbeat_interval_s", 10.0), "heartbeat_interval_s"
+            ),
+            orphan_grace_s=_seconds(plain.get("orphan_grace_s", 60.0), "orphan_grace_s"),
+            requeue_orphans=bool(plain.get("requeue_orphans", True)),
         )
+        if settings.orphan_grace_s <= settings.heartbeat_interval_s:
+            raise SweepConfigError(
+                f"hydra.sweeper.orphan_grace_s={settings.orphan_grace_s} must be larger than "
+                f"hydra.sweeper.heartbeat_interval_s={settings.heartbeat_interval_s} (a live "
+                "sweep's trials would look orphaned)."
+            )
         unknown = set(plain) - {
             "sampler", "direction", "storage", "study_name", "n_trials", "add_trials", "n_jobs",
             "max_failure_rate", "max_retries", "params", "custom_search_space", "metric", "resources_per_trial",
-            "ray", "reuse_actors", "scheduler", "tune_logs", "_recursive_",
+            "ray", "reuse_actors", "scheduler", "tune_logs", "trial_timeout_s", "heartbeat_interval_s",
+            "orphan_grace_s", "requeue_orphans", "_recursive_",
         }  # fmt: skip
         if unknown:
             raise SweepConfigError(f"Unknown hydra.sweeper key(s): {sorted(unknown)}.")
@@ -119,6 +138,12 @@ def _rate(value: Any) -> float:
         raise SweepConfigError(
             f"hydra.sweeper.max_failure_rate={value!r}: allowed: a number from 0.0 to 1.0."
         )
+    return float(value)
+
+
+def _seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise SweepConfigError(f"hydra.sweeper.{key}={value!r}: allowed: a number of seconds > 0.")
     return float(value)
 
 

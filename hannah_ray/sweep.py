@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, _save_config
@@ -23,6 +24,7 @@ from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
 from .errors import SweepConfigError, SweepInterrupted
+from .heartbeat import Heartbeat, reclaim_orphans
 from .ledger import SweepLedger
 from .results import write_results
 from .samplers import build_sampler, grid_size
@@ -100,10 +102,15 @@ class RayOptunaSweep:
             ledger=ledger,
             custom_search_space=plan.custom_search_space,
             sweep_config=self.config,
+            trial_timeout_s=self.settings.trial_timeout_s,
+        )
+        heartbeat = Heartbeat(
+            plan.storage, self.settings.heartbeat_interval_s, searcher.open_trial_ids
         )
         try:
             if plan.n_to_run > 0:
-                self._run_trials(searcher, ledger, plan)
+                with heartbeat:
+                    self._run_trials(searcher, ledger, plan)
         finally:
             searcher.fail_open_trials()
             summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
@@ -132,6 +139,9 @@ class RayOptunaSweep:
         study_name = settings.study_name or str(self.config.hydra.job.name)
         storage = create_storage(storage_url)
         stored = existing_trials(storage, study_name, settings.directions, storage_label)
+        if stored:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            reclaim_orphans(study, settings.orphan_grace_s, settings.requeue_orphans)
         check_search_space(stored, space.distributions, study_name, storage_label)
         sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
         scheduler = build_scheduler(settings.scheduler, settings.directions)
@@ -171,6 +181,7 @@ class RayOptunaSweep:
             singleton_state=Singleton.get_state(),
             n_objectives=len(self.settings.directions),
             metric=self.settings.metric,
+            trial_timeout_s=self.settings.trial_timeout_s,
         )
         resources = {"cpu": self.settings.cpu_per_trial, "gpu": self.settings.gpu_per_trial}
         handle = PayloadHandle(ray.put(payload))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class TrialPayload:
     singleton_state: dict[Any, Any]
     n_objectives: int
     metric: Any
+    trial_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,20 +76,45 @@ def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
     payload = prepared_payload(handle)
     number = int(trial_config["number"])
-    with active_trial(number, payload.n_objectives, payload.metric) as trial:
-        result = run_hydra_job(
-            payload,
-            number=number,
-            overrides=list(trial_config["overrides"]),
-            job_id=str(tune.get_context().get_trial_id()),
-            trial=trial,
-        )
+    watchdog = _watchdog(number, payload.trial_timeout_s)
+    try:
+        with active_trial(number, payload.n_objectives, payload.metric) as trial:
+            result = run_hydra_job(
+                payload,
+                number=number,
+                overrides=list(trial_config["overrides"]),
+                job_id=str(tune.get_context().get_trial_id()),
+                trial=trial,
+            )
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     if trial.stopped:
         # Tune has stopped this trial and takes no more reports (Ray's own wrapper would make one
         # on return and block): end the thread the way Ray's report does.
         raise SystemExit(0)
     result[EPOCH] = trial.last_epoch
     tune.report(result)
+
+
+def _watchdog(number: int, timeout_s: float | None) -> threading.Timer | None:
+    """Ends this worker process if the trial outlives ``trial_timeout_s``: a hung task (stuck in
+    C code, a deadlock, a dead data loader) cannot be interrupted from inside its thread."""
+    if not timeout_s:
+        return None
+
+    def expire() -> None:
+        log.error(
+            "Trial %d exceeded hydra.sweeper.trial_timeout_s=%g: stopping it.", number, timeout_s
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(124)
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def hide_unassigned_gpus() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hannah_ray.errors import InvalidReturnError
-from hannah_ray.objectives import objectives_from_return
+from hannah_ray.objectives import intermediate_objective, objectives_from_return
 
 
 @pytest.mark.parametrize("value", [3, 2.5, np.float32(1.5), np.int64(4), torch.tensor(0.25)])
@@ -57,3 +57,35 @@ def test_invalid_returns_say_what_was_returned_and_what_was_expected(
 ) -> None:
     with pytest.raises(InvalidReturnError, match=message):
         objectives_from_return(returned, n, metric)
+
+
+@pytest.mark.parametrize(
+    ("reported", "metric", "expected"),
+    [
+        (0.5, None, 0.5),
+        (torch.tensor(0.25), None, 0.25),
+        ({"val_error": np.float32(0.125)}, None, 0.125),
+        ({"loss": 2.0, "acc": 0.5}, "loss", 2.0),
+        (math.nan, None, math.nan),  # the return value, not a report, decides FAIL
+    ],
+)
+def test_the_objective_of_an_intermediate_report(
+    reported: object, metric: object, expected: float
+) -> None:
+    value = intermediate_objective(reported, metric)
+    assert value == expected or (math.isnan(value) and math.isnan(expected))
+
+
+@pytest.mark.parametrize(
+    ("reported", "metric", "message"),
+    [
+        ({"loss": 2.0, "acc": 0.5}, None, "report one value or set hydra.sweeper.metric"),
+        ({"acc": 0.5}, "loss", "without hydra.sweeper.metric='loss'"),
+        ("high", None, "hannah_ray.report got 'high'"),
+    ],
+)
+def test_bad_intermediate_reports_say_what_is_allowed(
+    reported: object, metric: object, message: str
+) -> None:
+    with pytest.raises(InvalidReturnError, match=message):
+        intermediate_objective(reported, metric)

@@ -10,6 +10,7 @@ import optuna
 import pytest
 from apps import tasks
 from sqlalchemy.engine import make_url
+from test_faults import four_at_once
 
 POSTGRES_URL = os.environ.get("HANNAH_RAY_TEST_POSTGRES_URL")
 
@@ -43,3 +44,7 @@ def test_postgres_sweep_never_writes_the_password(run_sweep, tmp_path: Path, cap
     assert leaks == []
     out, err = capfd.readouterr()
     assert password not in out + err + caplog.text
+
+
+def test_four_concurrent_trials_reporting_to_postgres_lose_nothing(run_sweep) -> None:
+    four_at_once(run_sweep, POSTGRES_URL, study_name=f"many-{uuid.uuid4().hex[:8]}")

@@ -130,6 +130,9 @@ def test_multi_objective_settings() -> None:
         ("metric", ["a", "b"], "one key name per direction"),
         ("resources_per_trial.gpu", -1, "resources_per_trial.gpu=-1"),
         ("ray.num_cpu", 2, "ray.init has no argument"),
+        ("trial_timeout_s", 0, "trial_timeout_s=0.0: allowed: a number of seconds > 0"),
+        ("heartbeat_interval_s", -1, "heartbeat_interval_s=-1.0"),
+        ("orphan_grace_s", 5, "orphan_grace_s=5.0 must be larger than"),
     ],
 )
 def test_bad_settings_name_key_value_and_what_is_allowed(
@@ -174,3 +177,29 @@ def test_storage_from_an_environment_variable_stays_an_interpolation(monkeypatch
     mask_storage_password(config, storage_password(config))
     assert "s3cret" not in OmegaConf.to_yaml(config)
     assert config.hydra.sweeper.storage == "postgresql://user:s3cret@db/optuna"  # still usable
+
+
+def test_orphans_of_a_killed_sweep_are_failed_and_requeued_live_ones_left_alone() -> None:
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hannah_ray.heartbeat import HEARTBEAT_ATTR, reclaim_orphans
+
+    study = optuna.create_study()
+    storage = study._storage
+    stale, fresh, foreign = (
+        study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}) for _ in range(3)
+    )
+    storage.set_trial_system_attr(stale._trial_id, HEARTBEAT_ATTR, time.time() - 120)
+    storage.set_trial_system_attr(fresh._trial_id, HEARTBEAT_ATTR, time.time())
+    assert reclaim_orphans(study, grace_s=60, requeue=True) == 1
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
+    assert study.trials[0].user_attrs["fail_reason"].startswith("Orphaned")
+    assert study.trials[3].params == {"x": stale.params["x"]} or study.trials[3].system_attrs[
+        "fixed_params"
+    ] == {"x": stale.params["x"]}
+    assert study.trials[3].user_attrs == {"requeued_from_trial": 0}
+    del foreign

@@ -176,6 +176,13 @@ class RayOptunaSweeperConf:
     max_failure_rate: float = 0.0
     # Retries of a trial whose Ray worker died (killed, out of memory) before it is stored FAIL.
     max_retries: int = 0
+    # Stop a trial that runs longer than this (its worker is ended) and store it FAIL; null: no limit.
+    trial_timeout_s: float | None = None
+    # The sweep stamps its running trials this often; a later sweep fails (and re-queues, with
+    # requeue_orphans) a RUNNING trial whose stamp is older than orphan_grace_s: a killed sweep's.
+    heartbeat_interval_s: float = 10.0
+    orphan_grace_s: float = 60.0
+    requeue_orphans: bool = True
     # Search space in config (the command line wins on the same key).
     params: dict[str, Any] | None = None
     # Dotted path to fn(cfg, optuna_trial) that suggests more parameters.

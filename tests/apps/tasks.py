@@ -90,3 +90,10 @@ def gpu_probe(cfg: DictConfig) -> dict[str, Any]:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
         "ray_gpu_ids": ",".join(str(i) for i in ray.get_gpu_ids()),
     }
+
+
+def hangs_when_negative(cfg: DictConfig) -> float:
+    """A task that hangs (as a deadlocked data loader would) for x < 0."""
+    if cfg.x < 0:
+        time.sleep(3600)
+    return float(cfg.x)

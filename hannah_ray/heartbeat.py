@@ -1,0 +1,104 @@
+"""Heartbeats of a sweep's running trials, and reclaiming the trials a killed sweep left RUNNING.
+
+The driver stamps each of its open trials in the study every few seconds. A later sweep on the same
+study takes a RUNNING trial whose stamp is older than the grace period for an orphan of a killed
+sweep: it is stored FAIL (``fail_reason`` says why) and its parameters are queued again, so the
+sampler's plan is not lost. A trial with a fresh stamp belongs to a live sweep and is left alone.
+Works with every storage (Optuna's own heartbeat exists for RDB storages only).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+log = logging.getLogger("hannah_ray.sweep")
+
+HEARTBEAT_ATTR = "hannah_ray:heartbeat"
+
+
+def stamp(storage: BaseStorage, trial_id: int) -> None:
+    storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+
+class Heartbeat:
+    """A daemon thread that stamps ``open_trial_ids()`` every ``interval_s`` seconds."""
+
+    def __init__(
+        self, storage: BaseStorage, interval_s: float, open_trial_ids: Callable[[], list[int]]
+    ) -> None:
+        self._storage = storage
+        self._interval_s = interval_s
+        self._open_trial_ids = open_trial_ids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hannah-ray-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            for trial_id in self._open_trial_ids():
+                try:
+                    stamp(self._storage, trial_id)
+                except UpdateFinishedTrialError:
+                    pass  # finished between the listing and the stamp
+                except Exception as error:  # a missed beat must not end the sweep
+                    log.debug("Heartbeat of trial id %d failed: %s", trial_id, error)
+
+
+def reclaim_orphans(study: optuna.Study, grace_s: float, requeue: bool) -> int:
+    """Fail (and by default re-queue) the RUNNING trials whose heartbeat is older than ``grace_s``;
+    returns how many."""
+    now = time.time()
+    reclaimed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+        if beat is None:
+            log.warning(
+                "Trial %d is RUNNING without a hannah-ray heartbeat (another tool runs it?): "
+                "left alone.",
+                trial.number,
+            )
+            continue
+        age = now - float(beat)
+        if age <= grace_s:
+            log.warning(
+                "Trial %d is RUNNING, its heartbeat %.0f s old: another sweep may be running it, "
+                "so it is left alone (it counts as an orphan after hydra.sweeper.orphan_grace_s="
+                "%s s).",
+                trial.number,
+                age,
+                grace_s,
+            )
+            continue
+        storage = study._storage  # noqa: SLF001
+        since = datetime.fromtimestamp(float(beat)).isoformat(timespec="seconds")
+        reason = f"Orphaned: the sweep running it stopped (last heartbeat {since})."
+        try:  # the reason first: a finished trial takes no more attributes
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)  # noqa: SLF001
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # noqa: SLF001
+        except UpdateFinishedTrialError:
+            continue  # it finished, or another sweep reclaimed it first
+        reclaimed += 1
+        if requeue:
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from_trial": trial.number})
+        log.warning(
+            "Trial %d was left RUNNING by a sweep that stopped: stored FAIL%s.",
+            trial.number,
+            ", its parameters queued again" if requeue else "",
+        )
+    return reclaimed

@@ -1,0 +1,131 @@
+"""Faults that must lose nothing: a killed driver (real SIGKILL, then the same command again),
+trials it left RUNNING, hung trials, and many concurrent trials writing to one stored study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from apps import tasks
+from optuna.trial import TrialState
+
+from hannah_ray.storage import create_storage
+
+REPO = Path(__file__).resolve().parents[1]
+SLOW_APP = REPO / "tests" / "apps" / "slow_app.py"
+
+
+def _sweep_command(ray_address: str) -> list[str]:
+    return [
+        sys.executable, str(SLOW_APP), "-m", "+x=interval(0, 1)", "+seconds=1.5",
+        "hydra/sweeper=ray_optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2", "hydra.sweeper.storage=sqlite:///study.db",
+        "hydra.sweeper.study_name=killed", "hydra.sweeper.heartbeat_interval_s=0.5",
+        "hydra.sweeper.orphan_grace_s=1.5", f"hydra.sweeper.ray.address={ray_address}",
+        "hydra.sweep.dir=sweep",
+    ]  # fmt: skip
+
+
+def test_a_sweep_killed_with_sigkill_finishes_when_rerun(tmp_path: Path, ray_address: str) -> None:
+    environment = {**os.environ, "RAY_AUTH_MODE": "token"}
+    environment.pop("PYTHONPATH", None)
+    command = _sweep_command(ray_address)
+    driver = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert driver.stdout is not None
+    deadline = time.time() + 120
+    for line in driver.stdout:  # kill it once trials have finished and others are running
+        if "Trial 3 started" in line or time.time() > deadline:
+            break
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    before = optuna.load_study(study_name="killed", storage=storage).trials
+    finished_before = {t.number: t.value for t in before if t.state == TrialState.COMPLETE}
+    orphans = {t.number: t.params for t in before if t.state == TrialState.RUNNING}
+    assert finished_before and orphans
+
+    rerun = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    trials = optuna.load_study(study_name="killed", storage=storage).trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8  # n_trials is the study's total: only the missing ones ran
+    for number, value in finished_before.items():  # finished work is kept, not run again
+        assert trials[number].state == TrialState.COMPLETE and trials[number].value == value
+    for number, params in orphans.items():
+        assert trials[number].state == TrialState.FAIL
+        assert trials[number].user_attrs["fail_reason"].startswith("Orphaned")
+        (requeued,) = [t for t in trials if t.user_attrs.get("requeued_from_trial") == number]
+        assert requeued.state == TrialState.COMPLETE and requeued.params == params
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # Job numbering continued: one folder per trial, none overwritten.
+    job_dirs = [t.user_attrs["job_dir"] for t in complete]
+    assert len(set(job_dirs)) == 8
+    assert all(Path(d).name == str(t.number) for d, t in zip(job_dirs, complete, strict=True))
+
+
+def test_a_hung_trial_is_stopped_after_trial_timeout_s(run_sweep, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/hang.db"
+    run_sweep(
+        tasks.hangs_when_negative,
+        [
+            "+x=-1,1",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.trial_timeout_s=3",
+            "hydra.sweeper.max_failure_rate=0.5",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=hang",
+        ],
+    )
+    trials = {
+        t.params["+x"]: t for t in optuna.load_study(study_name="hang", storage=storage).trials
+    }
+    assert trials[1].state == TrialState.COMPLETE
+    assert trials[-1].state == TrialState.FAIL
+    assert "trial_timeout_s=3" in trials[-1].user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_four_concurrent_trials_reporting_lose_nothing(
+    run_sweep, tmp_path: Path, kind: str
+) -> None:
+    storage = (
+        f"sqlite:///{tmp_path}/many.db"
+        if kind == "sqlite"
+        else f"journal:///{tmp_path}/many.journal"
+    )
+    four_at_once(run_sweep, storage)
+
+
+def four_at_once(run_sweep, storage: str, study_name: str = "many", n_trials: int = 100) -> None:
+    """100 trials, 4 at a time, each reporting 10 intermediate values: none lost, none FAIL."""
+    run_sweep(
+        tasks.reports_every_epoch,
+        [
+            "+x=interval(0, 1)",
+            "+epochs=10",
+            "+epoch_s=0",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.metric=loss",
+            f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.n_jobs=4",
+            "hydra.sweeper.resources_per_trial.cpu=0.5",
+            f"hydra.sweeper.storage={storage}",
+            f"hydra.sweeper.study_name={study_name}",
+            "hydra.sweeper.tune_logs=false",
+        ],
+    )
+    trials = optuna.load_study(study_name=study_name, storage=create_storage(storage)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * n_trials
+    assert all(sorted(t.intermediate_values) == list(range(1, 11)) for t in trials)
