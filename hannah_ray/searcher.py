@@ -19,6 +19,7 @@ from .heartbeat import stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
 from .reporting import EPOCH, FINAL, OBJECTIVE
 from .search_space import SearchSpace
+from .storage import retry_when_locked
 from .trial_runner import JobOutcome
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ class HydraOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
-            ot_trial = self._ot_study.ask(fixed_distributions=self._space)
+            ot_trial = retry_when_locked(
+                lambda: self._ot_study.ask(fixed_distributions=self._space), "Starting a trial"
+            )
             if self._custom_search_space is not None:
                 self._custom_search_space(self._sweep_config, ot_trial)
             self._ot_trials[trial_id] = ot_trial
@@ -108,7 +111,10 @@ class HydraOptunaSearch(OptunaSearch):
             return  # Tune hands the result that stopped a trial to on_trial_complete as well
         steps.add(step)
         try:
-            ot_trial.report(float(result[OBJECTIVE]), step)
+            retry_when_locked(
+                lambda: ot_trial.report(float(result[OBJECTIVE]), step),
+                f"Storing trial {ot_trial.number}'s value at epoch {step}",
+            )
         except Exception as error:  # a lost intermediate value must not end the sweep
             log.warning("Trial %d: intermediate value not stored: %s", ot_trial.number, error)
 
@@ -151,15 +157,23 @@ class HydraOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.pop(trial_id)
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
-        for key, value in trial_user_attrs(outcome, trial_id).items():
-            ot_trial.set_user_attr(key, value)
+        what = f"Storing trial {ot_trial.number}"
+        try:
+            for key, value in trial_user_attrs(outcome, trial_id).items():
+                retry_when_locked(lambda k=key, v=value: ot_trial.set_user_attr(k, v), what)
+        except Exception as attr_error:  # the state matters more: tell it anyway
+            log.error("Trial %d: user attributes not stored: %s", ot_trial.number, attr_error)
         try:
             if outcome.complete:
-                self._ot_study.tell(ot_trial, outcome.values)
+                retry_when_locked(lambda: self._ot_study.tell(ot_trial, outcome.values), what)
             elif outcome.pruned:
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+                retry_when_locked(
+                    lambda: self._ot_study.tell(ot_trial, state=TrialState.PRUNED), what
+                )
             else:
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                retry_when_locked(
+                    lambda: self._ot_study.tell(ot_trial, state=TrialState.FAIL), what
+                )
         except Exception as tell_error:  # never lose the sweep over one bad tell
             self._check_stored(ot_trial, tell_error)
         self._ledger.record(ot_trial.number, outcome, stopped=stopped)

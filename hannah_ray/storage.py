@@ -3,7 +3,8 @@
 * ``null``: in memory (lost when the sweep ends);
 * ``sqlite:///file.db``: set up for several writers (WAL journal, 60 s busy timeout);
 * any other SQLAlchemy URL (``postgresql://``, ``mysql://``, ...);
-* ``journal:///file.journal``: Optuna's journal file with its file lock (fast, NFS-safe).
+* ``journal:///file.journal``: Optuna's journal file with its file lock (fast, NFS-safe);
+* ``redis://[:password@]host:port/db``: Optuna's journal kept in Redis (needs the ``redis`` package).
 
 Relative file paths are taken from the directory the command was started in, as in SQLAlchemy
 (``sqlite:///rel.db`` is relative, ``sqlite:////abs.db`` absolute).
@@ -11,9 +12,13 @@ Relative file paths are taken from the directory the command was started in, as 
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
-from typing import TYPE_CHECKING
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -22,7 +27,11 @@ from .errors import SweepConfigError
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
+log = logging.getLogger("hannah_ray.sweep")
+T = TypeVar("T")
+
 JOURNAL_SCHEME = "journal://"
+REDIS_SCHEMES = ("redis://", "rediss://")
 SQLITE_BUSY_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 10
 
@@ -56,6 +65,23 @@ def resolve_storage_url(url: str | None, base_dir: str) -> str | None:
     return url
 
 
+def retry_when_locked(
+    action: Callable[[], T], what: str, attempts: int = 6, first_delay_s: float = 0.5
+) -> T:
+    """Run a storage write, again (with backoff) while SQLite answers "database is locked": a
+    writer outside this sweep held the file longer than the busy timeout."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as error:
+            if "database is locked" not in str(error) or attempt == attempts - 1:
+                raise
+            delay = first_delay_s * 2**attempt
+            log.warning("%s: the database is locked; trying again in %.1f s.", what, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def create_storage(url: str | None) -> BaseStorage:
     """Open (and create if needed) the storage; fails fast with a clear, credential-free message."""
     import optuna
@@ -64,6 +90,8 @@ def create_storage(url: str | None) -> BaseStorage:
         return optuna.storages.InMemoryStorage()
     if url.startswith(JOURNAL_SCHEME):
         return _journal_storage(url)
+    if url.startswith(REDIS_SCHEMES):
+        return _redis_storage(url)
     try:
         from sqlalchemy.engine import make_url
 
@@ -72,7 +100,7 @@ def create_storage(url: str | None) -> BaseStorage:
         raise SweepConfigError(
             f"hydra.sweeper.storage={mask_url(url)!r} is not a storage URL. Allowed: null, "
             "sqlite:///file.db, a SQLAlchemy URL such as postgresql://user:pass@host/db, "
-            "or journal:///file.journal."
+            "journal:///file.journal, or redis://host:port/db."
         ) from error
     engine_kwargs: dict = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
@@ -82,6 +110,31 @@ def create_storage(url: str | None) -> BaseStorage:
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as error:
+        raise SweepConfigError(
+            f"Cannot open hydra.sweeper.storage={mask_url(url)!r}: "
+            f"{type(error).__name__}: {_scrub(str(error), url)}"
+        ) from None
+
+
+def _redis_storage(url: str) -> BaseStorage:
+    """Optuna's journal in Redis, checked with a ping so a bad server fails before any trial."""
+    try:
+        import redis
+    except ImportError:
+        raise SweepConfigError(
+            f"hydra.sweeper.storage={mask_url(url)!r} needs the redis package: "
+            "pip install 'hannah-ray[redis]'."
+        ) from None
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalRedisBackend
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S).ping()
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.1; we test it
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return JournalStorage(JournalRedisBackend(url))
     except Exception as error:
         raise SweepConfigError(
             f"Cannot open hydra.sweeper.storage={mask_url(url)!r}: "

@@ -58,6 +58,7 @@ def test_journal_storage_round_trips(tmp_path: Path) -> None:
         ("sqlite:////no/such/dir/x.db", "does not exist"),
         ("journal:////no/such/dir/x.journal", "does not exist"),
         ("postgresql://user:s3cret@127.0.0.1:1/db", "Cannot open"),
+        ("redis://:s3cret@127.0.0.1:1/0", "Cannot open hydra.sweeper.storage='redis://:...@127"),
     ],
 )
 def test_bad_storages_fail_fast_without_leaking_the_password(url: str, message: str) -> None:
@@ -203,3 +204,29 @@ def test_orphans_of_a_killed_sweep_are_failed_and_requeued_live_ones_left_alone(
     ] == {"x": stale.params["x"]}
     assert study.trials[3].user_attrs == {"requeued_from_trial": 0}
     del foreign
+
+
+def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from hannah_ray.storage import retry_when_locked
+
+    calls = []
+
+    def locked_twice() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("UPDATE trials", {}, Exception("database is locked"))
+        return "stored"
+
+    assert retry_when_locked(locked_twice, "test", first_delay_s=0) == "stored"
+    assert len(calls) == 3
+
+    def broken() -> None:
+        calls.append(1)
+        raise OperationalError("UPDATE trials", {}, Exception("no such table: trials"))
+
+    calls.clear()
+    with pytest.raises(OperationalError, match="no such table"):
+        retry_when_locked(broken, "test", first_delay_s=0)
+    assert len(calls) == 1  # only a locked database is worth another try

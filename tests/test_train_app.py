@@ -101,6 +101,9 @@ def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
         ray_address=ray_address,
     )  # fmt: skip
     assert "Trial 1 COMPLETE" in out and "tensorboard --logdir" in out
+    # Progress lines, and none of the trials' own output (Lightning's bars, per-step logs).
+    assert "[running " in out and "done 2/2" in out
+    assert "it/s" not in out and "Epoch " not in out and "GPU available" not in out
     resume = [
         "experiment_id=test_optuna_resume", "hydra/sweeper=ray_optuna",
         "hydra.sweeper.study_name=${experiment_id}",
@@ -114,3 +117,46 @@ def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
     )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(0.0 <= t.value <= 1.0 for t in study.trials)
+
+
+@pytest.mark.parametrize("kind", ["npz", "csv"])
+def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind: str) -> None:
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    features = rng.normal(size=(400, 6)) + labels[:, None] * 2.0  # two separable blobs
+    if kind == "npz":
+        path = tmp_path / "data.npz"
+        np.savez(path, x=features, y=labels)
+    else:
+        path = tmp_path / "data.csv"
+        header = ",".join([f"f{i}" for i in range(6)] + ["label"])
+        np.savetxt(
+            path, np.column_stack([features, labels]), delimiter=",", header=header, comments=""
+        )
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            [
+                "dataset=files",
+                f"dataset.path={path}",
+                "trainer.max_epochs=3",
+                "trainer.enable_progress_bar=false",
+            ],
+        )
+    assert train(cfg) < 0.1
+
+
+def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        bad_monitor = compose("config", ["monitor=val_acc"])
+        missing_file = compose("config", ["dataset=files", f"dataset.path={tmp_path}/none.npz"])
+    with pytest.raises(ValueError, match="monitor='val_acc': allowed: one of"):
+        train(bad_monitor)
+    with pytest.raises(FileNotFoundError, match="dataset.path="):
+        train(missing_file)
