@@ -55,6 +55,9 @@ def run_case(name: str, trials: int, jobs: int, vary: bool, ray_address: str | N
     ours = [
         sys.executable, str(APP), *common, "hydra/sweeper=ray_optuna",
         f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.n_jobs={jobs}",
+        # Like the stock sweeper, keep no per-trial result files beyond the Hydra job folder
+        # (Ray Tune's loggers cost ~0.1 s a trial on 2 cores; see benchmarks/README.md).
+        "hydra.sweeper.tune_logs=false",
     ]  # fmt: skip
     if ray_address:
         ours.append(f"hydra.sweeper.ray.address={ray_address}")

@@ -65,6 +65,8 @@ def report(metrics: float | Mapping[str, Any], *, epoch: int | None = None) -> N
     trial = _active
     if trial is None:
         return
+    if trial.stopped:  # the task caught the SystemExit and went on: Ray takes no more reports
+        raise SystemExit(0)
     values = dict(metrics) if isinstance(metrics, Mapping) else {}
     result: dict[str, Any] = {}
     for key, value in values.items():
@@ -102,6 +104,8 @@ def stop_if_requested() -> None:
     trial = _active
     if trial is None:
         return
+    if trial.stopped:
+        raise SystemExit(0)
     try:
         from ray.train._internal.session import get_session
 

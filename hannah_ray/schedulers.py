@@ -38,13 +38,39 @@ _RULES: dict[str, tuple[Any, str]] = {
 }
 
 
+class ASHAScheduler(tune_schedulers.AsyncHyperBandScheduler):
+    """Ray's ASHA, except that a trial that has reached ``max_t`` is never stopped: a rung at
+    ``max_t`` would otherwise cut trials at their last epoch and lose their return value."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if result.get(self._time_attr, 0) >= self._max_t:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 class MedianStoppingRule(tune_schedulers.MedianStoppingRule):
     """Ray's median stopping rule, except that a final result without the objective (a trial
-    that failed or never reported) is not recorded: Ray's rule would crash on it later."""
+    that failed or never reported) is not recorded, as Ray's rule would crash on it later, and
+    that too few samples mean "continue": Ray's rule would pause the trial, and a Hydra job has no
+    checkpoint to resume from."""
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         if self._metric in result and self._time_attr in result:
             super().on_trial_complete(tune_controller, trial, result)
+
+    def _on_insufficient_samples(self, tune_controller: Any, trial: Any, time: float) -> str:
+        return TrialScheduler.CONTINUE
+
+
+# Ray's own classes -> ours; no other scheduler is allowed: the rest pause trials (HyperBand,
+# PBT, BOHB), which needs checkpoints a Hydra job does not make.
+_OURS: dict[type, type] = {
+    FIFOScheduler: FIFOScheduler,
+    tune_schedulers.AsyncHyperBandScheduler: ASHAScheduler,
+    tune_schedulers.MedianStoppingRule: MedianStoppingRule,
+    ASHAScheduler: ASHAScheduler,
+    MedianStoppingRule: MedianStoppingRule,
+}
 
 
 def build_scheduler(
@@ -63,6 +89,13 @@ def build_scheduler(
         raise SweepConfigError(
             f"hydra.sweeper.scheduler._target_={target!r} is not a ray.tune.schedulers.TrialScheduler."
         )
+    if scheduler_class not in _OURS:
+        raise SweepConfigError(
+            f"hydra.sweeper.scheduler._target_={target!r}: schedulers that pause trials need "
+            "checkpoints a Hydra job does not make. Allowed: hydra/sweeper/scheduler=none, asha "
+            "or median."
+        )
+    scheduler_class = _OURS[scheduler_class]
     name = scheduler_class.__name__
     allowed = [p for p in _parameters(scheduler_class) if p not in _SET_BY_SWEEPER]
     unknown = sorted(set(kwargs) - set(allowed))

@@ -85,11 +85,15 @@ class HydraOptunaSearch(OptunaSearch):
             ot_trial = retry_when_locked(
                 lambda: self._ot_study.ask(fixed_distributions=self._space), "Starting a trial"
             )
+            stamp(self._ot_study._storage, ot_trial._trial_id)  # noqa: SLF001
             if self._custom_search_space is not None:
-                self._custom_search_space(self._sweep_config, ot_trial)
+                try:
+                    self._custom_search_space(self._sweep_config, ot_trial)
+                except Exception:  # the sweep stops; the trial must not stay RUNNING
+                    self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                    raise
             self._ot_trials[trial_id] = ot_trial
             self._started[trial_id] = time.monotonic()
-            stamp(self._ot_study._storage, ot_trial._trial_id)  # noqa: SLF001
             overrides = self._search_space.trial_overrides(ot_trial.params)
             self._ledger.started(ot_trial.number, overrides)
         ot_trial = self._ot_trials[trial_id]
@@ -101,7 +105,14 @@ class HydraOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store an intermediate report in the study (Optuna supports them for one objective)."""
         ot_trial = self._ot_trials.get(trial_id)
-        if result.get(FINAL) or not self._single_objective or ot_trial is None:
+        if ot_trial is None:
+            return
+        if result.get(FINAL):
+            # Store the job's outcome now, not one round trip later in on_trial_complete: the
+            # sweep may be interrupted, or the worker die, in between.
+            self._store(trial_id, outcome_from_result(result, False))
+            return
+        if not self._single_objective:
             return
         if OBJECTIVE not in result:
             return
@@ -188,10 +199,17 @@ class HydraOptunaSearch(OptunaSearch):
         """Optuna stores the state before sampler hooks run; GridSampler's hook calls
         ``Study.stop``, which raises outside ``optimize`` once the grid is done. That is no loss."""
         stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
-        if stored.state.is_finished():
-            log.debug("Trial %d stored; sampler hook said: %s", ot_trial.number, tell_error)
-        else:
+        if not stored.state.is_finished():
             log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
+        elif stored.user_attrs.get("fail_reason", "").startswith("Orphaned"):
+            log.error(
+                "Trial %d finished, but another sweep took it for an orphan and stored it FAIL "
+                "(hydra.sweeper.orphan_grace_s too short for this storage?): %s",
+                ot_trial.number,
+                tell_error,
+            )
+        else:
+            log.debug("Trial %d stored; sampler hook said: %s", ot_trial.number, tell_error)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as output:

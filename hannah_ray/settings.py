@@ -70,7 +70,7 @@ class SweepSettings:
             heartbeat_interval_s=_seconds(
                 plain.get("heartbeat_interval_s", 10.0), "heartbeat_interval_s"
             ),
-            orphan_grace_s=_seconds(plain.get("orphan_grace_s", 60.0), "orphan_grace_s"),
+            orphan_grace_s=_seconds(plain.get("orphan_grace_s", 120.0), "orphan_grace_s"),
             requeue_orphans=bool(plain.get("requeue_orphans", True)),
         )
         if settings.orphan_grace_s <= settings.heartbeat_interval_s:

@@ -96,6 +96,8 @@ def test_median_stopping_runs(run_sweep, tmp_path: Path) -> None:
         ({"_target_": "ray.tune.schedulers.ASHAScheduler"}, ["minimize", "maximize"], "hydra/sweeper/scheduler=none"),
         ({"_target_": "optuna.samplers.TPESampler"}, ["minimize"], "is not a ray.tune.schedulers.TrialScheduler"),
         ({"_target_": "no.such.Scheduler"}, ["minimize"], "cannot be imported"),
+        ({"_target_": "ray.tune.schedulers.HyperBandScheduler"}, ["minimize"], "pause trials"),
+        ({"_target_": "hannah_ray.schedulers.MedianStoppingRule", "hard_stop": False}, ["minimize"], "hard_stop=False"),
     ],
 )  # fmt: skip
 def test_bad_scheduler_config_names_the_key(config: dict, directions: list, message: str) -> None:

@@ -26,14 +26,14 @@ def config_dir() -> str:
 
 def monitored(cfg: DictConfig) -> list[str]:
     """The ``monitor`` names, checked against what the module logs (before any training)."""
-    from .module import LOGGED_METRICS
+    from .module import MONITORABLE
 
     names = [cfg.monitor] if isinstance(cfg.monitor, str) else list(cfg.monitor)
-    unknown = [n for n in names if n not in LOGGED_METRICS]
+    unknown = [n for n in names if n not in MONITORABLE]
     if not names or unknown:
         raise ValueError(
             f"monitor={OmegaConf.to_container(cfg, resolve=True)['monitor']!r}: allowed: one of "
-            f"{list(LOGGED_METRICS)} or a list of them."
+            f"{list(MONITORABLE)} or a list of them."
         )
     return names
 

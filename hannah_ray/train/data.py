@@ -92,7 +92,8 @@ class ClassificationData(pl.LightningDataModule):
             "train": order[n_val + n_test :],
         }
         train = arrays.features[parts["train"]]
-        mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+        mean, std = train.mean(axis=0), train.std(axis=0)
+        std[std < 1e-3] = 1.0  # a (nearly) constant feature: centre it, do not blow it up
         for name, index in parts.items():
             features = torch.from_numpy((arrays.features[index] - mean) / std)
             self.splits[name] = TensorDataset(features, torch.from_numpy(arrays.labels[index]))

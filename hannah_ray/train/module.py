@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional
 
-# What the module logs; `monitor` must name some of these.
-LOGGED_METRICS = ("train_loss", "val_loss", "val_error", "val_accuracy", "test_loss", "test_error")
+# What the module logs after each validation epoch; `monitor` must name some of these.
+MONITORABLE = ("val_error", "val_loss", "val_accuracy")
 HIGHER_IS_BETTER = ("val_accuracy",)
 
 

@@ -119,9 +119,9 @@ class NoSchedulerConfig(SchedulerConfig):
 class ASHASchedulerConfig(SchedulerConfig):
     """Asynchronous successive halving. Time is counted in ``time_attr`` units: ``epoch`` = one
     intermediate report (the Lightning callback reports once per validation epoch). Set ``max_t``
-    to the most epochs a trial trains."""
+    to the most epochs a trial trains; a trial that reaches it is never stopped."""
 
-    _target_: str = "ray.tune.schedulers.ASHAScheduler"
+    _target_: str = "hannah_ray.schedulers.ASHAScheduler"
     time_attr: str = "epoch"
     max_t: int = 100
     grace_period: int = 1
@@ -181,7 +181,7 @@ class RayOptunaSweeperConf:
     # The sweep stamps its running trials this often; a later sweep fails (and re-queues, with
     # requeue_orphans) a RUNNING trial whose stamp is older than orphan_grace_s: a killed sweep's.
     heartbeat_interval_s: float = 10.0
-    orphan_grace_s: float = 60.0
+    orphan_grace_s: float = 120.0
     requeue_orphans: bool = True
     # Search space in config (the command line wins on the same key).
     params: dict[str, Any] | None = None
