@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # 24 trials of hannah-ray-train on the embedded digits data, up to 15 epochs, ASHA stopping bad
-# trials early; the study lives in demo.sqlite (rerun to continue it), the trials under trained_models/demo.
+# trials early; the study lives in demo.sqlite (a rerun finds its 24 trials done; add
+# hydra.sweeper.add_trials=true to run 24 more), the trials under trained_models/demo.
 demo: $(VENV)/.installed
 	$(VENV)/bin/hannah-ray-train -m hydra/sweeper=ray_optuna hydra/sweeper/scheduler=asha \
 		hydra.sweeper.scheduler.max_t=15 trainer.max_epochs=15 hydra.sweeper.n_trials=24 \
