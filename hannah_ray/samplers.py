@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from hydra.utils import get_class
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -16,7 +14,10 @@ from optuna.distributions import (
 )
 from optuna.samplers import BaseSampler, GridSampler
 
+from .configured import check_arguments, configured_class
 from .errors import SweepConfigError
+
+KEY = "hydra.sweeper.sampler"
 
 
 def build_sampler(
@@ -35,23 +36,8 @@ def build_sampler(
         raise SweepConfigError(
             "hydra.sweeper.sampler has no _target_; choose hydra/sweeper/sampler=tpe, ..."
         )
-    try:
-        sampler_class = get_class(target)
-    except Exception as error:
-        raise SweepConfigError(
-            f"hydra.sweeper.sampler._target_={target!r} cannot be imported: {error}"
-        ) from error
-    if not (isinstance(sampler_class, type) and issubclass(sampler_class, BaseSampler)):
-        raise SweepConfigError(
-            f"hydra.sweeper.sampler._target_={target!r} is not an optuna.samplers.BaseSampler."
-        )
-    allowed = _parameters(sampler_class)
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise SweepConfigError(
-            f"hydra.sweeper.sampler: {sampler_class.__name__} has no argument(s) {unknown}. "
-            f"Allowed: {sorted(allowed)}."
-        )
+    sampler_class = configured_class(KEY, target, BaseSampler, "an optuna.samplers.BaseSampler")
+    check_arguments(KEY, sampler_class, kwargs)
     if kwargs.get("seed") is not None and seed_offset:
         kwargs["seed"] = int(kwargs["seed"]) + seed_offset
     if issubclass(sampler_class, GridSampler) and kwargs.get("search_space") is None:
@@ -92,13 +78,3 @@ def grid_size(sampler: BaseSampler) -> int | None:
     for values in sampler._search_space.values():  # noqa: SLF001  (Optuna keeps it private)
         size *= len(values)
     return size
-
-
-def _parameters(sampler_class: type) -> list[str]:
-    signature = inspect.signature(sampler_class.__init__)
-    return [
-        name
-        for name, parameter in signature.parameters.items()
-        if name != "self"
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    ]

@@ -3,17 +3,17 @@ its arguments checked before any trial."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.utils import get_class
 from ray.tune import schedulers as tune_schedulers
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from .configured import check_arguments, configured_class
 from .errors import SweepConfigError
 from .reporting import OBJECTIVE
 
+KEY = "hydra.sweeper.scheduler"
 # Arguments the sweeper sets itself: the scheduler judges the objective in the study's direction.
 _SET_BY_SWEEPER = ("metric", "mode")
 
@@ -79,16 +79,9 @@ def build_scheduler(
     """Instantiate the configured scheduler for the study's direction(s)."""
     kwargs = dict(scheduler_config or {})
     target = kwargs.pop("_target_", None) or "ray.tune.schedulers.FIFOScheduler"
-    try:
-        scheduler_class = get_class(target)
-    except Exception as error:
-        raise SweepConfigError(
-            f"hydra.sweeper.scheduler._target_={target!r} cannot be imported: {error}"
-        ) from error
-    if not (isinstance(scheduler_class, type) and issubclass(scheduler_class, TrialScheduler)):
-        raise SweepConfigError(
-            f"hydra.sweeper.scheduler._target_={target!r} is not a ray.tune.schedulers.TrialScheduler."
-        )
+    scheduler_class = configured_class(
+        KEY, target, TrialScheduler, "a ray.tune.schedulers.TrialScheduler"
+    )
     if scheduler_class not in _OURS:
         raise SweepConfigError(
             f"hydra.sweeper.scheduler._target_={target!r}: schedulers that pause trials need "
@@ -97,12 +90,7 @@ def build_scheduler(
         )
     scheduler_class = _OURS[scheduler_class]
     name = scheduler_class.__name__
-    allowed = [p for p in _parameters(scheduler_class) if p not in _SET_BY_SWEEPER]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise SweepConfigError(
-            f"hydra.sweeper.scheduler: {name} has no argument(s) {unknown}. Allowed: {sorted(allowed)}."
-        )
+    check_arguments(KEY, scheduler_class, kwargs, set_by_sweeper=_SET_BY_SWEEPER)
     for key, value in kwargs.items():
         check, rule = _RULES.get(key, (None, ""))
         if check is not None and not check(value, kwargs):
@@ -135,13 +123,3 @@ def describe(scheduler: TrialScheduler) -> str:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _parameters(scheduler_class: type) -> list[str]:
-    signature = inspect.signature(scheduler_class.__init__)
-    return [
-        name
-        for name, parameter in signature.parameters.items()
-        if name != "self"
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    ]
