@@ -39,11 +39,12 @@ _RULES: dict[str, tuple[Any, str]] = {
 
 
 class ASHAScheduler(tune_schedulers.AsyncHyperBandScheduler):
-    """Ray's ASHA, except that a trial that has reached ``max_t`` is never stopped: a rung at
-    ``max_t`` would otherwise cut trials at their last epoch and lose their return value."""
+    """Ray's ASHA, except that a trial that has reached ``max_t`` is not stopped (unless
+    ``stop_last_trials``): a rung at ``max_t`` would otherwise cut trials at their last epoch and
+    lose their return value."""
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        if result.get(self._time_attr, 0) >= self._max_t:
+        if result.get(self._time_attr, 0) >= self._max_t and not self._stop_last_trials:
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
