@@ -95,7 +95,7 @@ def _from_dict(returned: Mapping, n_objectives: int, metrics: list[str]) -> Obje
     return Objectives(values, extras)
 
 
-def _unwrap_scalar(value: Any) -> Any:
+def unwrap_scalar(value: Any) -> Any:
     """numpy / torch 0-d values -> Python numbers; anything else unchanged."""
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
         return value.item()
@@ -103,7 +103,7 @@ def _unwrap_scalar(value: Any) -> Any:
 
 
 def _real(value: Any, where: str, source: str = "The task returned") -> float:
-    value = _unwrap_scalar(value)
+    value = unwrap_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidReturnError(
             f"{source} {_short(value)} ({type(value).__name__}) as {where}, "
@@ -123,7 +123,7 @@ def _finite(value: Any, where: str) -> float:
 
 def _attr(value: Any) -> Any:
     """A JSON-friendly user attribute: numbers and strings kept, anything else as its repr."""
-    value = _unwrap_scalar(value)
+    value = unwrap_scalar(value)
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .objectives import intermediate_objective
+from .objectives import intermediate_objective, unwrap_scalar
 
 log = logging.getLogger("hannah_ray.trial")
 
@@ -133,8 +133,7 @@ def _job_dir() -> str:
 
 
 def _number(value: Any) -> float | None:
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
+    value = unwrap_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return float(value)

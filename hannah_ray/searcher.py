@@ -112,9 +112,7 @@ class HydraOptunaSearch(OptunaSearch):
             # sweep may be interrupted, or the worker die, in between.
             self._store(trial_id, outcome_from_result(result, False))
             return
-        if not self._single_objective:
-            return
-        if OBJECTIVE not in result:
+        if not self._single_objective or OBJECTIVE not in result:
             return
         step = int(result.get(EPOCH) or result.get("training_iteration") or 0)
         steps = self._reported_steps.setdefault(trial_id, set())
@@ -174,17 +172,12 @@ class HydraOptunaSearch(OptunaSearch):
                 retry_when_locked(lambda k=key, v=value: ot_trial.set_user_attr(k, v), what)
         except Exception as attr_error:  # the state matters more: tell it anyway
             log.error("Trial %d: user attributes not stored: %s", ot_trial.number, attr_error)
+        if outcome.complete:
+            state, values = TrialState.COMPLETE, outcome.values
+        else:  # a pruned trial's value is its last intermediate one, which Optuna takes itself
+            state, values = (TrialState.PRUNED if outcome.pruned else TrialState.FAIL), None
         try:
-            if outcome.complete:
-                retry_when_locked(lambda: self._ot_study.tell(ot_trial, outcome.values), what)
-            elif outcome.pruned:
-                retry_when_locked(
-                    lambda: self._ot_study.tell(ot_trial, state=TrialState.PRUNED), what
-                )
-            else:
-                retry_when_locked(
-                    lambda: self._ot_study.tell(ot_trial, state=TrialState.FAIL), what
-                )
+            retry_when_locked(lambda: self._ot_study.tell(ot_trial, values, state=state), what)
         except Exception as tell_error:  # never lose the sweep over one bad tell
             self._check_stored(ot_trial, tell_error)
         self._ledger.record(ot_trial.number, outcome, stopped=stopped)
