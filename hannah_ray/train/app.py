@@ -75,6 +75,7 @@ def train(cfg: DictConfig) -> float | list[float]:
         default_root_dir=str(output_dir),
     )
     trainer.fit(module, datamodule=data)
+    log.info("Trained on %s", trainer.strategy.root_device)
     values = [float(trainer.callback_metrics[name]) for name in names]
     log.info("Validation: %s", dict(zip(names, values, strict=True)))
     if trainer_args.get("limit_test_batches", 1.0):

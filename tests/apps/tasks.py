@@ -97,3 +97,24 @@ def hangs_when_negative(cfg: DictConfig) -> float:
     if cfg.x < 0:
         time.sleep(3600)
     return float(cfg.x)
+
+
+def cuda_probe(cfg: DictConfig) -> dict[str, Any]:
+    """What torch sees of the GPUs inside a trial; GPU trials hold a tensor for ``cfg.hold_s``."""
+    import torch
+
+    started = time.time()
+    probe: dict[str, Any] = {
+        "objective": float(cfg.x),
+        "cuda_available": torch.cuda.is_available(),
+        "device_count": torch.cuda.device_count(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+    }
+    if probe["cuda_available"]:
+        held = torch.ones(1024, 1024, device="cuda")
+        probe["device"] = str(held.device)
+        probe["gpu_uuid"] = str(torch.cuda.get_device_properties(0).uuid)
+        time.sleep(float(cfg.hold_s))
+        probe["sum"] = float(held.sum())
+    probe["started"], probe["ended"] = started, time.time()
+    return probe
