@@ -19,6 +19,7 @@ from hydra.core.utils import JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from .compose import SweepConfigComposer
 from .errors import InvalidReturnError, TrialStopped
 from .objectives import objectives_from_return
 from .reporting import EPOCH, FINAL, ActiveTrial, active_trial
@@ -38,6 +39,8 @@ class TrialPayload:
     n_objectives: int
     metric: Any
     trial_timeout_s: float | None = None
+    # Set in the worker: composes each trial's config (see compose.py).
+    composer: SweepConfigComposer | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def prepared_payload(handle: PayloadHandle) -> TrialPayload:
         payload = ray.get(handle.ref)
         setup_globals()
         Singleton.set_state(payload.singleton_state)
+        payload.composer = SweepConfigComposer(payload.hydra_context.config_loader, payload.config)
         _prepared.clear()
         _prepared[key] = payload
     return _prepared[key]
@@ -156,9 +160,7 @@ def run_hydra_job(
         os.chdir(original_cwd)  # Ray may start workers elsewhere; tasks expect the launch folder
     outcome = JobOutcome(overrides=overrides)
     try:
-        sweep_config = payload.hydra_context.config_loader.load_sweep_config(
-            payload.config, list(overrides)
-        )
+        sweep_config = _compose(payload, overrides)
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = job_id
             sweep_config.hydra.job.num = number
@@ -187,6 +189,12 @@ def run_hydra_job(
     outcome.values = objectives.values
     outcome.user_attrs = objectives.user_attrs
     return _report(outcome)
+
+
+def _compose(payload: TrialPayload, overrides: list[str]) -> DictConfig:
+    if payload.composer is None:  # a payload not prepared by prepared_payload (tests)
+        payload.composer = SweepConfigComposer(payload.hydra_context.config_loader, payload.config)
+    return payload.composer.compose(list(overrides))
 
 
 def _report(outcome: JobOutcome) -> dict[str, Any]:

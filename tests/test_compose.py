@@ -1,0 +1,86 @@
+"""The trial config composer gives exactly what Hydra's ``load_sweep_config`` gives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from hannah_ray.compose import SweepConfigComposer
+
+CONF = Path(__file__).resolve().parent / "apps" / "conf"
+SWEEP_OVERRIDES = [
+    "hydra/sweeper=ray_optuna",
+    "hydra.sweeper.n_trials=3",
+    "hydra.job.config.override_dirname.exclude_keys=[seed]",
+    "+x=interval(0, 1)",
+    "db=alpha,beta,gamma",
+]
+TRIALS = [
+    ["+x=0.5", "db=alpha"],
+    ["+x=0.25", "db=beta", "db.name=renamed"],
+    ["db=gamma", "++y=3", "+x=0.125", "+seed=7"],
+    ["+x=[1, 2]", "+nested.deep.value=abc", "db=beta"],
+    ["+x=0.5", "db=alpha", "+label=${db.name}_copy"],
+    ["+x=0.5", "hydra.job.name=custom", "db=beta"],
+    ["+x=0.75", "db=beta", "~db.name"],  # a deletion: Hydra composes it
+    ["+x=0.5", "x=0.6", "db=alpha"],  # repeated keys apply in order
+]
+
+
+@pytest.fixture
+def loader_and_master(
+    hydra_restore_singletons: object,
+) -> Iterator[tuple[object, DictConfig]]:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", SWEEP_OVERRIDES, RunMode.MULTIRUN)
+        yield loader, master
+
+
+def _same(fast: DictConfig, slow: DictConfig) -> None:
+    assert OmegaConf.to_yaml(fast) == OmegaConf.to_yaml(slow)
+    assert OmegaConf.is_struct(fast) == OmegaConf.is_struct(slow)
+    assert OmegaConf.is_readonly(fast.hydra) == OmegaConf.is_readonly(slow.hydra)
+    assert OmegaConf.get_type(fast, "hydra") == OmegaConf.get_type(slow, "hydra")
+
+
+def test_every_trial_config_matches_hydras_own(loader_and_master) -> None:
+    loader, master = loader_and_master
+    composer = SweepConfigComposer(loader, master)
+    for _ in range(2):  # the second round composes from cached bases: they must not change
+        for overrides in TRIALS:
+            _same(composer.compose(overrides), loader.load_sweep_config(master, overrides))
+
+
+def test_value_only_trials_reuse_one_composition(loader_and_master, monkeypatch) -> None:
+    loader, master = loader_and_master
+    composer = SweepConfigComposer(loader, master)
+    calls: list[list[str]] = []
+    compose_with_hydra = loader.load_sweep_config
+
+    def counted(config: DictConfig, overrides: list[str]) -> DictConfig:
+        calls.append(overrides)
+        return compose_with_hydra(config, overrides)
+
+    monkeypatch.setattr(loader, "load_sweep_config", counted)
+    for value in (0.1, 0.2, 0.3):
+        assert composer.compose([f"+x={value}", "db=beta"]).x == value
+    composer.compose(["+x=0.4", "db=gamma"])
+    assert calls == [["db=beta"], ["db=gamma"]]
+
+
+def test_a_bad_override_fails_as_hydra_fails(loader_and_master) -> None:
+    loader, master = loader_and_master
+    composer = SweepConfigComposer(loader, master)
+    for overrides in (["+db.name=again"], ["missing_key=1"], ["db=delta"]):
+        with pytest.raises(ConfigCompositionException) as hydra_error:
+            loader.load_sweep_config(master, overrides)
+        with pytest.raises(type(hydra_error.value)):
+            composer.compose(overrides)
