@@ -34,7 +34,7 @@ class SweepSettings:
     ray_init: dict[str, Any]
     reuse_actors: bool
     scheduler: dict[str, Any]
-    tune_logs: bool
+    tune_logs: tuple[str, ...]
     trial_timeout_s: float | None
     heartbeat_interval_s: float
     orphan_grace_s: float
@@ -63,7 +63,7 @@ class SweepSettings:
             ray_init=_ray_init(plain.get("ray") or {}),
             reuse_actors=bool(plain.get("reuse_actors", True)),
             scheduler=dict(plain.get("scheduler") or {}),
-            tune_logs=bool(plain.get("tune_logs", True)),
+            tune_logs=_tune_logs(plain.get("tune_logs", list(TUNE_LOGS[:2]))),
             trial_timeout_s=None
             if plain.get("trial_timeout_s") is None
             else _seconds(plain["trial_timeout_s"], "trial_timeout_s"),
@@ -96,6 +96,23 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.name
     return value
+
+
+TUNE_LOGS = ("json", "csv", "tensorboard")
+
+
+def _tune_logs(value: Any) -> tuple[str, ...]:
+    if value is True:
+        return TUNE_LOGS
+    if value is False or value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or any(n not in TUNE_LOGS for n in names):
+        raise SweepConfigError(
+            f"hydra.sweeper.tune_logs={value!r}: allowed: true, false, or a list of "
+            f"{list(TUNE_LOGS)}."
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def _directions(direction: Any) -> list[str]:

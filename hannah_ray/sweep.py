@@ -171,7 +171,8 @@ class RayOptunaSweep:
         self, searcher: HydraOptunaSearch, ledger: SweepLedger, plan: SweepPlan
     ) -> None:
         os.environ.update(_TUNE_ENVIRONMENT)
-        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "0" if self.settings.tune_logs else "1"
+        # Only the result files asked for by hydra.sweeper.tune_logs (see _tune_loggers).
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         if not ray.is_initialized():
             ray.init(**self.settings.ray_init)
         payload = TrialPayload(
@@ -203,6 +204,7 @@ class RayOptunaSweep:
                 verbose=0,
                 stop=FailureRateStopper(ledger),
                 failure_config=tune.FailureConfig(max_failures=self.settings.max_retries),
+                callbacks=_tune_loggers(self.settings.tune_logs),
             ),
         )
         # Tune's result table reads the per-trial logger files we switched off; the study has it all.
@@ -254,3 +256,15 @@ def _load_custom_search_space(path: str | None) -> Any:
             f"hydra.sweeper.custom_search_space={path!r} cannot be imported: {error}. "
             "Allowed: a dotted path to fn(cfg, optuna_trial)."
         ) from error
+
+
+def _tune_loggers(names: tuple[str, ...]) -> list[tune.Callback]:
+    """Ray Tune's per-trial result writers named in ``hydra.sweeper.tune_logs``."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    writers = {
+        "json": JsonLoggerCallback,
+        "csv": CSVLoggerCallback,
+        "tensorboard": TBXLoggerCallback,
+    }
+    return [writers[name]() for name in names]

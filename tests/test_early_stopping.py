@@ -70,9 +70,14 @@ def test_an_app_that_reports_only_once_runs_under_asha(run_sweep) -> None:
             "+y=0",
             "hydra/sweeper/scheduler=asha",
             "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.tune_logs=[tensorboard]",
         ],
     )
     assert [row["state"] for row in run.trials_table()] == ["COMPLETE"] * 4
+    # Only the result writers asked for: TensorBoard events, no result.json.
+    tune_dir = run.sweep_dir / "ray_tune"
+    assert len(list(tune_dir.glob("*/events.out.tfevents.*"))) == 4
+    assert not list(tune_dir.glob("*/result.json"))
 
 
 def test_median_stopping_runs(run_sweep, tmp_path: Path) -> None:

@@ -112,6 +112,20 @@ def test_default_settings() -> None:
     assert settings.directions == ["minimize"]
     assert settings.n_jobs is None and settings.reuse_actors
     assert settings.cpu_per_trial == 1.0 and settings.gpu_per_trial == 0.0
+    assert settings.tune_logs == ("json", "csv")
+
+
+@pytest.mark.parametrize(
+    ("value", "writers"),
+    [
+        (True, ("json", "csv", "tensorboard")),
+        (False, ()),
+        (["tensorboard"], ("tensorboard",)),
+        (["csv", "json", "csv"], ("csv", "json")),
+    ],
+)
+def test_tune_logs_name_tunes_result_writers(value: object, writers: tuple[str, ...]) -> None:
+    assert _settings(tune_logs=value).tune_logs == writers
 
 
 def test_multi_objective_settings() -> None:
@@ -134,6 +148,7 @@ def test_multi_objective_settings() -> None:
         ("trial_timeout_s", 0, "trial_timeout_s=0.0: allowed: a number of seconds > 0"),
         ("heartbeat_interval_s", -1, "heartbeat_interval_s=-1.0"),
         ("orphan_grace_s", 5, "orphan_grace_s=5.0 must be larger than"),
+        ("tune_logs", ["json", "tbx"], r"tune_logs=\['json', 'tbx'\]: allowed: true, false"),
     ],
 )
 def test_bad_settings_name_key_value_and_what_is_allowed(

@@ -86,8 +86,10 @@ def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
         board = run.sweep_dir / str(trial.number) / "tensorboard"
         assert list(board.glob("events.out.tfevents.*")), board
         assert "scheduler.max_lr" in (board / "hparams.yaml").read_text()
-    # Ray Tune's own per-trial results are kept as well.
+    # Ray Tune's own per-trial results are kept as well (JSON and CSV by default).
     assert len(list((run.sweep_dir / "ray_tune").glob("*/result.json"))) == 8
+    assert len(list((run.sweep_dir / "ray_tune").glob("*/progress.csv"))) == 8
+    assert not list((run.sweep_dir / "ray_tune").glob("*/events.out.tfevents.*"))
 
 
 def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
