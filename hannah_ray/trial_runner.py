@@ -63,7 +63,6 @@ def prepared_payload(handle: PayloadHandle) -> TrialPayload:
         payload = ray.get(handle.ref)
         setup_globals()
         Singleton.set_state(payload.singleton_state)
-        payload.composer = SweepConfigComposer(payload.hydra_context.config_loader, payload.config)
         _prepared.clear()
         _prepared[key] = payload
     return _prepared[key]
@@ -192,7 +191,7 @@ def run_hydra_job(
 
 
 def _compose(payload: TrialPayload, overrides: list[str]) -> DictConfig:
-    if payload.composer is None:  # a payload not prepared by prepared_payload (tests)
+    if payload.composer is None:  # once per payload and worker process
         payload.composer = SweepConfigComposer(payload.hydra_context.config_loader, payload.config)
     return payload.composer.compose(list(overrides))
 
