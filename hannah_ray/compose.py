@@ -35,7 +35,9 @@ class SweepConfigComposer:
     def __init__(self, loader: ConfigLoader, master: DictConfig, max_cached: int = 8) -> None:
         self._loader = loader
         self._master = master
-        self._hydra_overrides: list[str] = list(master.hydra.overrides.hydra)
+        # As Hydra reads them: unresolved (an override may hold ${...} for the job to resolve).
+        hydra_overrides = OmegaConf.to_container(master.hydra.overrides.hydra, resolve=False)
+        self._hydra_overrides: list[str] = [str(line) for line in hydra_overrides or []]
         self._parser = OverridesParser.create()
         self._bases: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict()
         self._max_cached = max_cached

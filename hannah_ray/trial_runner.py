@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobStatus, run_job, setup_globals
+from hydra.core.utils import JobStatus, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from .compose import SweepConfigComposer
 from .errors import InvalidReturnError, TrialStopped
+from .hydra_job import run_job_like_hydra
 from .objectives import objectives_from_return
 from .reporting import EPOCH, FINAL, ActiveTrial, active_trial
 from .storage import mask_storage_password, storage_password
@@ -165,7 +166,7 @@ def run_hydra_job(
             sweep_config.hydra.job.num = number
         # run_job writes .hydra/hydra.yaml: keep the storage password out of it.
         mask_storage_password(sweep_config, storage_password(sweep_config))
-        job = run_job(
+        job = run_job_like_hydra(
             hydra_context=payload.hydra_context,
             task_function=_guarded(payload.task_function, trial),
             config=sweep_config,

@@ -1,0 +1,181 @@
+"""``run_job_lean`` does what Hydra's own ``run_job`` does: same files, same ``JobReturn``, same
+view from inside the task, same callbacks, same state afterwards."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.experimental.callback import Callback
+from hydra.types import HydraContext, RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from hannah_ray.compose import SweepConfigComposer
+from hannah_ray.hydra_job import run_job_lean, run_job_like_hydra
+
+CONF = Path(__file__).resolve().parent / "apps" / "conf"
+SEEN: list[tuple[str, Any]] = []
+
+
+class Recorder(Callback):
+    """Records what Hydra's callbacks are given (configured through ``hydra.callbacks``)."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        SEEN.append(("start", OmegaConf.to_yaml(config)))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        SEEN.append(("end", (job_return.status, OmegaConf.to_yaml(job_return.hydra_cfg))))
+
+
+def look_inside(cfg: DictConfig) -> dict[str, Any]:
+    """The task: everything a task can see of its job."""
+    logging.getLogger("task").info("inside the task")
+    if cfg.get("fail"):
+        raise ValueError("the task failed")
+    return {
+        "cwd": os.getcwd(),
+        "hydra": OmegaConf.to_yaml(HydraConfig.get()),
+        "cfg": OmegaConf.to_yaml(cfg, resolve=True),
+        "env": os.environ.get("HANNAH_RAY_TEST_ENV"),
+        "num": HydraConfig.get().job.num,
+    }
+
+
+SWEEP_OVERRIDES = [
+    "hydra/sweeper=ray_optuna",
+    "+x=interval(0, 1)",
+    "+hydra.job.env_set.HANNAH_RAY_TEST_ENV=${hydra.job.num}",
+    f"+hydra.callbacks.recorder._target_={__name__}.Recorder",
+]
+TRIAL_OVERRIDES = [
+    "+x=0.5",
+    "db=beta",
+    "+job_folder=${hydra:runtime.output_dir}",
+    "+choice=${hydra:runtime.choices.db}",
+]
+CASES = {
+    "plain": [],
+    "chdir": ["hydra.job.chdir=true"],
+    "no .hydra folder": ["hydra.output_subdir=null"],
+    "subdir from job name": ["hydra.sweep.subdir=${hydra.job.name}_${hydra.job.num}"],
+    "failing task": ["+fail=true"],
+}
+
+
+@pytest.fixture
+def compose(
+    hydra_restore_singletons: object, tmp_path: Path
+) -> Iterator[Callable[[list[str], list[str], int], tuple[HydraContext, DictConfig]]]:
+    setup_globals()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+
+        def make(sweep: list[str], trial: list[str], num: int) -> tuple[HydraContext, DictConfig]:
+            master = loader.load_configuration(
+                "config", [*SWEEP_OVERRIDES, *sweep], RunMode.MULTIRUN
+            )
+            HydraConfig.instance().set_config(master)
+            from hydra._internal.callbacks import Callbacks
+
+            context = HydraContext(config_loader=loader, callbacks=Callbacks(master))
+            config = SweepConfigComposer(loader, master).compose(trial)
+            with open_dict(config):
+                config.hydra.job.num = num
+                config.hydra.job.id = f"id{num}"
+            return context, config
+
+        yield make
+
+
+def _files(folder: Path, root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): re.sub(
+            r"^\[[\d:, -]+\]", "[time]", path.read_text().replace(str(root), "<root>"), flags=re.M
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _run(runner: Callable, compose: Callable, case: list[str], root: Path) -> dict[str, Any]:
+    sweep_dir = root / "sweep"
+    context, config = compose([f"hydra.sweep.dir={sweep_dir}", *case], TRIAL_OVERRIDES, 7)
+    SEEN.clear()
+    before = (os.getcwd(), HydraConfig.instance().cfg)
+    job = runner(
+        hydra_context=context,
+        task_function=look_inside,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    after = (os.getcwd(), HydraConfig.instance().cfg)
+    logging.getLogger().handlers.clear()  # close the job's log file before reading it
+
+    def relative(text: str) -> str:
+        return text.replace(str(root), "<root>")
+
+    value = job.return_value if job.status == JobStatus.COMPLETED else repr(job._return_value)  # noqa: SLF001
+    return {
+        "status": job.status,
+        "value": {k: relative(str(v)) for k, v in value.items()}
+        if isinstance(value, dict)
+        else value,
+        "overrides": job.overrides,
+        "task_name": job.task_name,
+        "working_dir": relative(job.working_dir),
+        "cfg": OmegaConf.to_yaml(job.cfg),
+        "hydra_cfg": relative(OmegaConf.to_yaml(job.hydra_cfg)),
+        "callbacks": [(kind, relative(str(seen))) for kind, seen in SEEN],
+        "files": _files(sweep_dir, root),
+        "state restored": before == after,
+    }
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_lean_run_job_matches_hydras(compose, tmp_path: Path, case: list[str]) -> None:
+    os.chdir(tmp_path)
+    (tmp_path / "hydra").mkdir()
+    (tmp_path / "lean").mkdir()
+    hydras = _run(run_job, compose, case, tmp_path / "hydra")
+    lean = _run(run_job_lean, compose, case, tmp_path / "lean")
+    assert lean == hydras
+    assert hydras["state restored"]
+    assert hydras["files"], "the job wrote no files"
+    assert [kind for kind, _ in hydras["callbacks"]] == ["start", "end"]
+    if "+fail=true" not in case:
+        seen = hydras["value"]
+        assert seen["env"] == "7" and seen["num"] == "7"
+        assert "choice: beta" in seen["cfg"]
+        assert (
+            f"job_folder: {hydras['working_dir'] if 'chdir' in str(case) else '<root>'}"
+            in seen["cfg"]
+        )
+        assert seen["cwd"] == hydras["working_dir"]
+        assert "inside the task" in "".join(hydras["files"].values())
+
+
+def test_an_unset_chdir_before_hydra_1_2_takes_hydras_own_path(compose, tmp_path, monkeypatch):
+    """Old version_base semantics (chdir unset = chdir, with a warning) run Hydra's run_job."""
+    import hannah_ray.hydra_job as hydra_job
+
+    calls: list[str] = []
+    monkeypatch.setattr(hydra_job, "run_job", lambda **kw: calls.append("hydra"))
+    monkeypatch.setattr(hydra_job, "run_job_lean", lambda **kw: calls.append("lean"))
+    monkeypatch.setattr(hydra_job.version, "base_at_least", lambda v: False)
+    context, config = compose([f"hydra.sweep.dir={tmp_path}"], ["+x=0.5"], 1)
+    arguments = dict(task_function=look_inside, job_dir_key="hydra.sweep.dir", job_subdir_key=None)
+    run_job_like_hydra(hydra_context=context, config=config, **arguments)
+    with open_dict(config):
+        config.hydra.job.chdir = False
+    run_job_like_hydra(hydra_context=context, config=config, **arguments)
+    assert calls == ["hydra", "lean"]
