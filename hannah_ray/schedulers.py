@@ -38,7 +38,26 @@ _RULES: dict[str, tuple[Any, str]] = {
 }
 
 
-class ASHAScheduler(tune_schedulers.AsyncHyperBandScheduler):
+class _KeepsStartingWorkers:
+    """Leaves the choice of the next trial to Tune's controller, which starts pending trials in
+    order, each on a finished trial's (cached) worker when one is free, else on a new worker.
+
+    Ray's schedulers choose the oldest pending trial, even one whose own worker is still starting
+    up: Tune then moves it onto the finished trial's worker and kills the starting one, and the
+    trial after it needs a new worker, which meets the same fate when the next trial ends. Once
+    that starts, every few seconds a worker is started (importing Ray Tune, Hydra and the task,
+    seconds of CPU) only to be killed, and the sweep runs one trial fewer at a time. None of the
+    allowed schedulers pauses trials, so there is nothing else for this choice to do."""
+
+    def choose_trial_to_run(self, tune_controller: Any) -> None:
+        return None
+
+
+class FifoScheduler(_KeepsStartingWorkers, FIFOScheduler):
+    """No early stopping: every trial runs to its end."""
+
+
+class ASHAScheduler(_KeepsStartingWorkers, tune_schedulers.AsyncHyperBandScheduler):
     """Ray's ASHA, except that a trial that has reached ``max_t`` is not stopped (unless
     ``stop_last_trials``): a rung at ``max_t`` would otherwise cut trials at their last epoch and
     lose their return value."""
@@ -49,7 +68,7 @@ class ASHAScheduler(tune_schedulers.AsyncHyperBandScheduler):
         return super().on_trial_result(tune_controller, trial, result)
 
 
-class MedianStoppingRule(tune_schedulers.MedianStoppingRule):
+class MedianStoppingRule(_KeepsStartingWorkers, tune_schedulers.MedianStoppingRule):
     """Ray's median stopping rule, except that a final result without the objective (a trial
     that failed or never reported) is not recorded, as Ray's rule would crash on it later, and
     that too few samples mean "continue": Ray's rule would pause the trial, and a Hydra job has no
@@ -66,7 +85,8 @@ class MedianStoppingRule(tune_schedulers.MedianStoppingRule):
 # Ray's own classes -> ours; no other scheduler is allowed: the rest pause trials (HyperBand,
 # PBT, BOHB), which needs checkpoints a Hydra job does not make.
 _OURS: dict[type, type] = {
-    FIFOScheduler: FIFOScheduler,
+    FIFOScheduler: FifoScheduler,
+    FifoScheduler: FifoScheduler,
     tune_schedulers.AsyncHyperBandScheduler: ASHAScheduler,
     tune_schedulers.MedianStoppingRule: MedianStoppingRule,
     ASHAScheduler: ASHAScheduler,
@@ -98,7 +118,7 @@ def build_scheduler(
             raise SweepConfigError(
                 f"hydra.sweeper.scheduler.{key}={value!r}: allowed: {rule} ({name})."
             )
-    if scheduler_class is FIFOScheduler:
+    if scheduler_class is FifoScheduler:
         return scheduler_class()
     if len(directions) != 1:
         raise SweepConfigError(
@@ -117,7 +137,7 @@ def build_scheduler(
 
 def describe(scheduler: TrialScheduler) -> str:
     """One line for the sweep's start-up log."""
-    if type(scheduler) is FIFOScheduler:
+    if type(scheduler) is FifoScheduler:
         return "none (every trial runs to its end)"
     return type(scheduler).__name__
 

@@ -196,6 +196,36 @@ def test_trials_run_asynchronously_without_a_batch_barrier(run_sweep) -> None:
     assert sum(end < slow_end for end in quick_ends) >= 4
 
 
+def _trial_workers_started() -> int:
+    """Ray Tune trial workers this Ray instance has started so far (from its worker logs)."""
+    import ray
+
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())  # noqa: SLF001
+    return sum("ImplicitFunc" in path.read_text() for path in logs.glob("worker-*.out"))
+
+
+def test_each_concurrent_trial_slot_keeps_one_worker(run_sweep) -> None:
+    """Quick trials that end while other workers are still starting: every worker started is kept
+    and reused (no worker is started only to be killed), so the sweep uses n_jobs processes."""
+    started_before = _trial_workers_started()
+    run = run_sweep(
+        tasks.timed,
+        [
+            "+x=interval(0, 1)",
+            "+slow_s=0.05",
+            "+quick_s=0.05",
+            "hydra.sweeper.metric=objective",
+            "hydra.sweeper.resources_per_trial.cpu=0.25",
+            "hydra.sweeper.n_jobs=8",
+            "hydra.sweeper.n_trials=40",
+        ],
+    )
+    rows = run.trials_table()
+    assert [row["state"] for row in rows] == ["COMPLETE"] * 40
+    assert len({row["user_attrs.pid"] for row in rows}) == 8
+    assert _trial_workers_started() - started_before == 8
+
+
 def test_jobs_see_hydra_config_and_original_cwd(run_sweep, tmp_path: Path) -> None:
     run = run_sweep(
         tasks.hydra_context_probe,

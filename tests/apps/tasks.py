@@ -40,7 +40,7 @@ def timed(cfg: DictConfig) -> dict[str, float]:
     """Job 0 is slow, the rest quick: shows whether quick trials wait for the slow one."""
     start = time.time()
     time.sleep(cfg.slow_s if HydraConfig.get().job.num == 0 else cfg.quick_s)
-    return {"objective": float(cfg.x), "start": start, "end": time.time()}
+    return {"objective": float(cfg.x), "start": start, "end": time.time(), "pid": os.getpid()}
 
 
 def hydra_context_probe(cfg: DictConfig) -> dict[str, Any]:
