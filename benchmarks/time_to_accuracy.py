@@ -3,7 +3,8 @@ up to 15 epochs, 2 trials at a time:
 
   (a) hydra/sweeper=ray_optuna with ASHA early stopping,
   (b) hydra/sweeper=ray_optuna without a scheduler,
-  (c) the stock hydra/sweeper=optuna with hydra/launcher=joblib (its own venv: it pins optuna<3).
+  (c) the stock hydra/sweeper=optuna with hydra/launcher=joblib (its own venv: it pins optuna<3),
+  (a') (a) joining a Ray instance that is already up (``ray start --head``), as on a cluster.
 
 Prints each one's wall time (the whole command), best validation error, and when its best trial
 completed. Target: (a) reaches a best error within 0.5 points of (b) and (c) in at most a third of
@@ -33,8 +34,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from overhead import stock_python  # noqa: E402
+from overhead import start_ray_cluster, stock_python, stop_ray_cluster  # noqa: E402
 
+RAY_RUNNING = "(a') (a), Ray running"
 STOCK_APP_PACKAGES = ["torch==2.13.0", "pytorch-lightning", "scikit-learn", "tensorboardX"]
 
 
@@ -57,14 +59,13 @@ def variants(trials: int, epochs: int, jobs: int, seed: int) -> dict[str, list[s
     ours += [*space, f"hydra.sweeper.ray.num_cpus={jobs}"]
     stock = [stock_python(), "-m", "hannah_ray.train.app", "-m", "hydra/sweeper=optuna"]
     stock += ["hydra/launcher=joblib", *space, f"hydra.launcher.n_jobs={jobs}"]
+    asha = ["hydra/sweeper/scheduler=asha", f"hydra.sweeper.scheduler.max_t={epochs}"]
     return {
-        "(a) ray_optuna + ASHA": [
-            *ours,
-            "hydra/sweeper/scheduler=asha",
-            f"hydra.sweeper.scheduler.max_t={epochs}",
-        ],
+        "(a) ray_optuna + ASHA": [*ours, *asha],
         "(b) ray_optuna, no scheduler": ours,
         "(c) stock optuna + joblib": stock,
+        # (a) joining a Ray instance that is already up (a cluster, or a second sweep).
+        RAY_RUNNING: [*ours[:-1], *asha, "hydra.sweeper.ray.address=auto"],
     }
 
 
@@ -115,7 +116,7 @@ def run(command: list[str]) -> Outcome:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def compare(asha: Outcome, name: str, other: Outcome) -> str:
+def compare(label: str, asha: Outcome, name: str, other: Outcome) -> str:
     reached = asha.first_within(other.best + 0.005)
     reached_text = (
         f"{reached:.1f} s = {reached / other.wall_s:.2f} of its wall time"
@@ -123,8 +124,8 @@ def compare(asha: Outcome, name: str, other: Outcome) -> str:
         else "never"
     )
     return (
-        f"(a) vs {name[:3]}: best error {100 * (asha.best - other.best):+.2f} points "
-        f"(target <= +0.5); (a) first within 0.5 points of {name[:3]}'s best after "
+        f"{label} vs {name[:3]}: best error {100 * (asha.best - other.best):+.2f} points "
+        f"(target <= +0.5); {label} first within 0.5 points of {name[:3]}'s best after "
         f"{reached_text} (target <= 0.33); whole command {asha.wall_s / other.wall_s:.2f}"
     )
 
@@ -148,7 +149,15 @@ def main() -> None:
     for seed in range(args.seeds):
         outcomes: dict[str, Outcome] = {}
         for name, command in variants(args.trials, args.epochs, args.jobs, seed).items():
-            outcome = outcomes[name] = run(command)
+            if name == RAY_RUNNING:
+                os.environ["RAY_AUTH_MODE"] = "token"
+                start_ray_cluster(args.jobs)
+                try:
+                    outcome = outcomes[name] = run(command)
+                finally:
+                    stop_ray_cluster()
+            else:
+                outcome = outcomes[name] = run(command)
             t_best = outcome.first_within(outcome.best)
             print(
                 f"{seed:>4} {name:<30} {outcome.wall_s:>7.1f} "
@@ -156,9 +165,12 @@ def main() -> None:
                 f"{outcome.pruned:>6}",
                 flush=True,
             )
-        (_, asha), *others = outcomes.items()
-        for name, other in others:
-            print(f"     {compare(asha, name, other)}", flush=True)
+        for asha_name in ("(a) ray_optuna + ASHA", RAY_RUNNING):
+            for name in ("(b) ray_optuna, no scheduler", "(c) stock optuna + joblib"):
+                label = asha_name.split()[0]
+                print(
+                    f"     {compare(label, outcomes[asha_name], name, outcomes[name])}", flush=True
+                )
 
 
 if __name__ == "__main__":
