@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,21 @@ TINY = [
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=0",
 ]
+
+
+def _scalars(event_file: Path, tag: str) -> list[float]:
+    """The values of one scalar in a TensorBoard event file (TFRecord framing: length, CRC, data,
+    CRC), read with tensorboardX's protobuf classes."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    data = event_file.read_bytes()
+    values, offset = [], 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        event = Event.FromString(data[offset + 12 : offset + 12 + length])
+        offset += 12 + length + 4
+        values += [v.simple_value for v in event.summary.value if v.tag == tag]
+    return values
 
 
 def _train_cli(args: list[str], cwd: Path, ray_address: str | None = None) -> str:
@@ -43,6 +59,16 @@ def test_the_app_trains_once_on_the_embedded_data(tmp_path: Path) -> None:
     log = (run_dir / "app.log").read_text()
     validation = ast.literal_eval(re.search(r"Validation: (\{.*\})", log).group(1))
     assert validation["val_error"] < 0.15  # 10 classes: chance is 0.9
+    # Like hannah, the app returns the best epoch's value, not the last one's.
+    curve = [
+        value
+        for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+        for value in _scalars(events, "val_error")
+    ]
+    assert len(curve) == 5
+    assert validation["val_error"] == pytest.approx(min(curve), abs=1e-6)
+    best_epochs = ast.literal_eval(re.search(r"Best epochs: (\{.*\})", log).group(1))
+    assert curve[best_epochs["val_error"] - 1] == pytest.approx(min(curve), abs=1e-6)
     test = ast.literal_eval(re.search(r"Test: (\{.*\})", log).group(1))
     assert test["test_error"] < 0.2
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

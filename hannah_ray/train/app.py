@@ -1,7 +1,7 @@
 """``hannah-ray-train``: train once, or sweep with ``-m hydra/sweeper=ray_optuna``.
 
-Returns the monitored validation metric(s) of the last epoch (one number, or a list for several
-``monitor`` names), as hannah's ``hannah-train`` does; lower is better for ``val_error``.
+Returns each monitored validation metric's best value over the epochs (one number, or a list for
+several ``monitor`` names), as hannah's ``hannah-train`` does; lower is better for ``val_error``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> float | list[float]:
     from hannah_ray import in_trial
     from hannah_ray.lightning import ReportCallback
 
+    from .best import BestValidation
     from .data import ClassificationData
     from .models import build_model
     from .module import HIGHER_IS_BETTER, ClassifierModule
@@ -62,12 +63,15 @@ def train(cfg: DictConfig) -> float | list[float]:
     if trainer_args.get("enable_progress_bar") is None:
         trainer_args["enable_progress_bar"] = not in_trial()  # no bars from parallel trials
     trainer_args.setdefault("enable_model_summary", not in_trial())
-    callbacks: list[pl.Callback] = [ReportCallback(monitor=names)]
+    best = BestValidation(names, HIGHER_IS_BETTER)
+    callbacks: list[pl.Callback] = [ReportCallback(monitor=names), best]
+    checkpoint = None
     if trainer_args.get("enable_checkpointing", True):
         mode = "max" if names[0] in HIGHER_IS_BETTER else "min"
-        callbacks.append(
-            ModelCheckpoint(dirpath=output_dir / "checkpoints", monitor=names[0], mode=mode)
+        checkpoint = ModelCheckpoint(
+            dirpath=output_dir / "checkpoints", monitor=names[0], mode=mode
         )
+        callbacks.append(checkpoint)
     trainer = pl.Trainer(
         **trainer_args,
         logger=TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version=""),
@@ -76,10 +80,13 @@ def train(cfg: DictConfig) -> float | list[float]:
     )
     trainer.fit(module, datamodule=data)
     log.info("Trained on %s", trainer.strategy.root_device)
-    values = [float(trainer.callback_metrics[name]) for name in names]
+    values = best.values(trainer.callback_metrics)
     log.info("Validation: %s", dict(zip(names, values, strict=True)))
+    log.info("Best epochs: %s", best.best_epoch)
     if trainer_args.get("limit_test_batches", 1.0):
-        tested = trainer.test(module, datamodule=data, verbose=False)
+        # Like hannah: test the best checkpoint, not the last epoch's weights.
+        best_checkpoint = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        tested = trainer.test(module, datamodule=data, verbose=False, ckpt_path=best_checkpoint)
         log.info("Test: %s", tested[0] if tested else {})
     return values[0] if len(values) == 1 else values
 
