@@ -25,9 +25,9 @@ TINY = [
 ]
 
 
-def _scalars(event_file: Path, tag: str) -> list[float]:
-    """The values of one scalar in a TensorBoard event file (TFRecord framing: length, CRC, data,
-    CRC), read with tensorboardX's protobuf classes."""
+def _scalars(event_file: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of one scalar in a TensorBoard event file (TFRecord framing: length, CRC,
+    data, CRC), read with tensorboardX's protobuf classes."""
     from tensorboardX.proto.event_pb2 import Event
 
     data = event_file.read_bytes()
@@ -36,7 +36,7 @@ def _scalars(event_file: Path, tag: str) -> list[float]:
         (length,) = struct.unpack_from("<Q", data, offset)
         event = Event.FromString(data[offset + 12 : offset + 12 + length])
         offset += 12 + length + 4
-        values += [v.simple_value for v in event.summary.value if v.tag == tag]
+        values += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
     return values
 
 
@@ -60,11 +60,14 @@ def test_the_app_trains_once_on_the_embedded_data(tmp_path: Path) -> None:
     validation = ast.literal_eval(re.search(r"Validation: (\{.*\})", log).group(1))
     assert validation["val_error"] < 0.15  # 10 classes: chance is 0.9
     # Like hannah, the app returns the best epoch's value, not the last one's.
-    curve = [
-        value
-        for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-        for value in _scalars(events, "val_error")
-    ]
+    event_files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    curve = [value for events in event_files for _, value in _scalars(events, "val_error")]
+    # TensorBoard's HPARAMS tab shows a run's hp_metric at its last step (Lightning writes a
+    # placeholder -1 at step 0): the value returned.
+    hp_metric = max(
+        step_value for events in event_files for step_value in _scalars(events, "hp_metric")
+    )
+    assert hp_metric[1] == pytest.approx(validation["val_error"], abs=1e-6)
     assert len(curve) == 5
     assert validation["val_error"] == pytest.approx(min(curve), abs=1e-6)
     best_epochs = ast.literal_eval(re.search(r"Best epochs: (\{.*\})", log).group(1))
