@@ -113,6 +113,15 @@ def test_default_settings() -> None:
     assert settings.n_jobs is None and settings.reuse_actors
     assert settings.cpu_per_trial == 1.0 and settings.gpu_per_trial == 0.0
     assert settings.tune_logs == ("json", "csv")
+    # Unset ray.init arguments are left to Ray (the dashboard starts by Ray's own default).
+    assert settings.ray_init == {"log_to_driver": False}
+
+
+def test_the_dashboard_is_a_key_of_its_own_and_goes_to_ray_init_when_set() -> None:
+    # hydra.sweeper.ray.include_dashboard=false works without a "+".
+    assert "include_dashboard" in OmegaConf.structured(RayOptunaSweeperConf).ray
+    settings = _settings(**{"ray.include_dashboard": False, "ray.num_cpus": 4})
+    assert settings.ray_init == {"include_dashboard": False, "num_cpus": 4, "log_to_driver": False}
 
 
 @pytest.mark.parametrize(
