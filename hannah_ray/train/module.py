@@ -31,7 +31,7 @@ class ClassifierModule(pl.LightningModule):
         # Shown in TensorBoard's HPARAMS tab next to hp_metric (= the best val_error so far, which
         # is what the app returns).
         self.save_hyperparameters(hparams)
-        self._epoch_wrong = 0.0
+        self._epoch_wrong: torch.Tensor | float = 0.0
         self._epoch_seen = 0
         self._best_val_error = float("inf")
 
@@ -50,7 +50,7 @@ class ClassifierModule(pl.LightningModule):
         self.log("val_loss", loss, batch_size=size)
         self.log("val_error", error, batch_size=size, prog_bar=True)
         self.log("val_accuracy", 1.0 - error, batch_size=size)
-        self._epoch_wrong += float(error) * size
+        self._epoch_wrong = self._epoch_wrong + error.detach() * size  # no device sync per batch
         self._epoch_seen += size
 
     def on_validation_epoch_start(self) -> None:
@@ -59,7 +59,8 @@ class ClassifierModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self._epoch_seen:
             return
-        self._best_val_error = min(self._best_val_error, self._epoch_wrong / self._epoch_seen)
+        epoch_error = float(self._epoch_wrong) / self._epoch_seen
+        self._best_val_error = min(self._best_val_error, epoch_error)
         self.log("hp_metric", self._best_val_error)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
