@@ -191,3 +191,23 @@ def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:
         train(bad_monitor)
     with pytest.raises(FileNotFoundError, match="dataset.path="):
         train(missing_file)
+
+
+def test_a_list_of_monitors_returns_each_ones_best(tmp_path: Path, monkeypatch) -> None:
+    from hydra import compose, initialize_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            [
+                "monitor=[val_error,val_accuracy,val_loss]",
+                "trainer.max_epochs=3",
+                "trainer.limit_test_batches=0",
+                "trainer.enable_progress_bar=false",
+            ],
+        )
+    error, accuracy, loss = train(cfg)
+    assert 0.0 <= error < 0.5 and loss > 0.0
+    # Lowest error and highest accuracy come from the same epoch.
+    assert accuracy == pytest.approx(1.0 - error, abs=1e-6)
