@@ -12,7 +12,8 @@ from .reporting import in_trial, report, stop_if_requested
 class ReportCallback(pl.Callback):
     """After every validation epoch of ``fit``, report the ``monitor`` metric(s) to the trial, so
     that a scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next
-    training batch. A no-op outside a trial.
+    training batch. The report after the last epoch (``max_epochs``, ``max_steps``) is marked
+    last, so that no scheduler stops a trial that has done its work. A no-op outside a trial.
 
     ``monitor``: a logged metric name or a list of them; ``None`` reports every scalar metric
     (then ``hydra.sweeper.metric`` names the objective).
@@ -38,4 +39,19 @@ class ReportCallback(pl.Callback):
                 f"ReportCallback(monitor={self.monitor!r}): the model logged no {missing}; "
                 f"logged metrics: {sorted(logged)}."
             )
-        report({name: logged[name] for name in names}, epoch=trainer.current_epoch + 1)
+        report(
+            {name: logged[name] for name in names},
+            epoch=trainer.current_epoch + 1,
+            last=_is_last_validation(trainer),
+        )
+
+
+def _is_last_validation(trainer: pl.Trainer) -> bool:
+    """True at the validation after which ``fit`` trains no more (its last epoch or step)."""
+    # False during a validation inside an epoch (``val_check_interval`` < 1); a Lightning
+    # without this private property: only the epoch count decides.
+    epoch_done = getattr(trainer.fit_loop.epoch_loop, "_is_training_done", True)
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    last_epoch = max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch + 1
+    last_step = max_steps is not None and 0 <= max_steps <= trainer.global_step
+    return bool(epoch_done and (last_epoch or last_step))

@@ -21,6 +21,8 @@ log = logging.getLogger("hannah_ray.trial")
 FINAL = "hannah_ray_final"
 OBJECTIVE = "objective"
 EPOCH = "epoch"
+# Set on a report after which the task does no more work: no scheduler stops the trial there.
+LAST = "hannah_ray_last"
 JOB_DIR = "hannah_ray_job_dir"
 
 
@@ -55,12 +57,16 @@ def in_trial() -> bool:
     return _active is not None
 
 
-def report(metrics: float | Mapping[str, Any], *, epoch: int | None = None) -> None:
+def report(
+    metrics: float | Mapping[str, Any], *, epoch: int | None = None, last: bool = False
+) -> None:
     """Report intermediate metrics of the running trial (e.g. once per epoch).
 
     ``metrics`` is a number (the objective) or a dict; the objective is the key named by
     ``hydra.sweeper.metric``, or the only key. ``epoch`` (the scheduler's time unit) defaults to the
-    number of reports so far. Outside a trial this does nothing.
+    number of reports so far. ``last=True`` says the task's work is done (its last epoch): no
+    scheduler stops the trial at this report, so the trial ends COMPLETE with the task's return
+    value instead of PRUNED. Outside a trial this does nothing.
     """
     trial = _active
     if trial is None:
@@ -78,6 +84,8 @@ def report(metrics: float | Mapping[str, Any], *, epoch: int | None = None) -> N
     trial.reports += 1
     trial.last_epoch = int(epoch) if epoch is not None else trial.reports
     result[EPOCH] = trial.last_epoch
+    if last:
+        result[LAST] = True
     result[JOB_DIR] = _job_dir()
     from ray import tune
 

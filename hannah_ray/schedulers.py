@@ -11,7 +11,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from .configured import check_arguments, configured_class
 from .errors import SweepConfigError
-from .reporting import OBJECTIVE
+from .reporting import LAST, OBJECTIVE
 
 KEY = "hydra.sweeper.scheduler"
 # Arguments the sweeper sets itself: the scheduler judges the objective in the study's direction.
@@ -53,11 +53,26 @@ class _KeepsStartingWorkers:
         return None
 
 
+class _LetsLastReportsFinish:
+    """Never stops a trial at a report marked last (``report(..., last=True)``; the Lightning
+    callback marks the one after the last epoch): the task has done its work, and stopping it
+    there would store a finished trial PRUNED and lose its return value. The report still counts
+    for the scheduler's cut-offs."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and result.get(LAST):
+            return TrialScheduler.CONTINUE
+        return action
+
+
 class FifoScheduler(_KeepsStartingWorkers, FIFOScheduler):
     """No early stopping: every trial runs to its end."""
 
 
-class ASHAScheduler(_KeepsStartingWorkers, tune_schedulers.AsyncHyperBandScheduler):
+class ASHAScheduler(
+    _LetsLastReportsFinish, _KeepsStartingWorkers, tune_schedulers.AsyncHyperBandScheduler
+):
     """Ray's ASHA, except that a trial that has reached ``max_t`` is not stopped (unless
     ``stop_last_trials``): a rung at ``max_t`` would otherwise cut trials at their last epoch and
     lose their return value."""
@@ -68,7 +83,9 @@ class ASHAScheduler(_KeepsStartingWorkers, tune_schedulers.AsyncHyperBandSchedul
         return super().on_trial_result(tune_controller, trial, result)
 
 
-class MedianStoppingRule(_KeepsStartingWorkers, tune_schedulers.MedianStoppingRule):
+class MedianStoppingRule(
+    _LetsLastReportsFinish, _KeepsStartingWorkers, tune_schedulers.MedianStoppingRule
+):
     """Ray's median stopping rule, except that a final result without the objective (a trial
     that failed or never reported) is not recorded, as Ray's rule would crash on it later, and
     that too few samples mean "continue": Ray's rule would pause the trial, and a Hydra job has no

@@ -80,6 +80,29 @@ def test_an_app_that_reports_only_once_runs_under_asha(run_sweep) -> None:
     assert not list(tune_dir.glob("*/result.json"))
 
 
+def test_a_report_marked_last_is_never_cut(run_sweep, tmp_path: Path) -> None:
+    """ASHA's first rung is at epoch 1, where a worse-than-median trial would be cut: a report
+    marked last (the task's work is done) keeps it, and it ends COMPLETE with its return."""
+    storage = f"sqlite:///{tmp_path}/once.db"
+    run_sweep(
+        tasks.reports_once,
+        [
+            "+x=range(0, 6)",
+            "hydra/sweeper/sampler=grid",
+            "hydra/sweeper/scheduler=asha",
+            "hydra.sweeper.scheduler.reduction_factor=2",
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.n_jobs=1",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=once",
+        ],
+    )
+    trials = optuna.load_study(study_name="once", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    for trial in trials:
+        assert trial.value == trial.params["+x"] and trial.intermediate_values == {1: trial.value}
+
+
 def test_median_stopping_runs(run_sweep, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/median.db"
     _reporting_sweep(

@@ -90,8 +90,9 @@ def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
             *TINY,
             "hydra/sweeper/sampler=random",
             "hydra.sweeper.sampler.seed=3",
+            # max_t stays 100: ASHA's rungs (1, 2, 4, ...) include the last epoch, where the
+            # callback's last report keeps a trial that trained all its epochs from being cut.
             "hydra/sweeper/scheduler=asha",
-            "hydra.sweeper.scheduler.max_t=4",
             "hydra.sweeper.scheduler.reduction_factor=2",
             "hydra.sweeper.n_trials=8",
             f"hydra.sweeper.storage={storage}",
@@ -211,3 +212,31 @@ def test_a_list_of_monitors_returns_each_ones_best(tmp_path: Path, monkeypatch) 
     assert 0.0 <= error < 0.5 and loss > 0.0
     # Lowest error and highest accuracy come from the same epoch.
     assert accuracy == pytest.approx(1.0 - error, abs=1e-6)
+
+
+def test_a_short_training_keeps_its_curves_beside_the_test_results(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Training and testing within one second: tensorboardX names event files by the second, so
+    a test writer reopened then would overwrite the training curves."""
+    from hydra import compose, initialize_config_dir
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            [
+                "trainer.max_epochs=2",
+                "trainer.limit_train_batches=1",
+                "trainer.limit_val_batches=1",
+                "trainer.limit_test_batches=1",
+                "trainer.enable_progress_bar=false",
+            ],
+        )
+    train(cfg)
+    event_files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    scalars = {
+        tag: [value for events in event_files for value in _scalars(events, tag)]
+        for tag in ("val_error", "test_error")
+    }
+    assert len(scalars["val_error"]) == 2 and len(scalars["test_error"]) == 1

@@ -42,13 +42,13 @@ def train(cfg: DictConfig) -> float | list[float]:
     """Train and validate once; the Lightning logs go to ``<job folder>/tensorboard``."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import TensorBoardLogger
 
     from hannah_ray import in_trial
     from hannah_ray.lightning import ReportCallback
 
     from .best import BestValidation
     from .data import ClassificationData
+    from .event_logger import OneEventFileLogger
     from .models import build_model
     from .module import HIGHER_IS_BETTER, ClassifierModule
 
@@ -72,22 +72,23 @@ def train(cfg: DictConfig) -> float | list[float]:
             dirpath=output_dir / "checkpoints", monitor=names[0], mode=mode
         )
         callbacks.append(checkpoint)
+    logger = OneEventFileLogger(save_dir=str(output_dir), name="tensorboard", version="")
     trainer = pl.Trainer(
-        **trainer_args,
-        logger=TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version=""),
-        callbacks=callbacks,
-        default_root_dir=str(output_dir),
+        **trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(output_dir)
     )
-    trainer.fit(module, datamodule=data)
-    log.info("Trained on %s", trainer.strategy.root_device)
-    values = best.values(trainer.callback_metrics)
-    log.info("Validation: %s", dict(zip(names, values, strict=True)))
-    log.info("Best epochs: %s", best.best_epoch)
-    if trainer_args.get("limit_test_batches", 1.0):
-        # Like hannah: test the best checkpoint, not the last epoch's weights.
-        best_checkpoint = "best" if checkpoint is not None and checkpoint.best_model_path else None
-        tested = trainer.test(module, datamodule=data, verbose=False, ckpt_path=best_checkpoint)
-        log.info("Test: %s", tested[0] if tested else {})
+    try:
+        trainer.fit(module, datamodule=data)
+        log.info("Trained on %s", trainer.strategy.root_device)
+        values = best.values(trainer.callback_metrics)
+        log.info("Validation: %s", dict(zip(names, values, strict=True)))
+        log.info("Best epochs: %s", best.best_epoch)
+        if trainer_args.get("limit_test_batches", 1.0):
+            # Like hannah: test the best checkpoint, not the last epoch's weights.
+            best_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
+            tested = trainer.test(module, datamodule=data, verbose=False, ckpt_path=best_path)
+            log.info("Test: %s", tested[0] if tested else {})
+    finally:
+        logger.close()
     return values[0] if len(values) == 1 else values
 
 

@@ -81,6 +81,14 @@ def reports_every_epoch(cfg: DictConfig) -> float:
     return loss
 
 
+def reports_once(cfg: DictConfig) -> float:
+    """A non-Lightning app that reports its result once, at its end, marked last."""
+    import hannah_ray
+
+    hannah_ray.report(float(cfg.x), last=True)
+    return float(cfg.x)
+
+
 def gpu_probe(cfg: DictConfig) -> dict[str, Any]:
     """What a trial sees of the GPUs: the visible devices and the ids Ray assigned."""
     import ray
