@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from importlib.util import find_spec
 from typing import Any
 
 from optuna.distributions import (
@@ -12,12 +13,18 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.samplers import BaseSampler, GridSampler
+from optuna.samplers import BaseSampler, CmaEsSampler, GPSampler, GridSampler, QMCSampler
 
 from .configured import check_arguments, configured_class
 from .errors import SweepConfigError
 
 KEY = "hydra.sweeper.sampler"
+# Packages Optuna imports only when such a sampler first samples: checked before any trial.
+_NEEDS_PACKAGES: dict[type, tuple[str, ...]] = {
+    CmaEsSampler: ("cmaes",),
+    GPSampler: ("scipy", "torch"),
+    QMCSampler: ("scipy",),
+}
 
 
 def build_sampler(
@@ -38,6 +45,7 @@ def build_sampler(
         )
     sampler_class = configured_class(KEY, target, BaseSampler, "an optuna.samplers.BaseSampler")
     check_arguments(KEY, sampler_class, kwargs)
+    check_packages(sampler_class)
     if kwargs.get("seed") is not None and seed_offset:
         kwargs["seed"] = int(kwargs["seed"]) + seed_offset
     if issubclass(sampler_class, GridSampler) and kwargs.get("search_space") is None:
@@ -48,6 +56,22 @@ def build_sampler(
         raise SweepConfigError(
             f"hydra.sweeper.sampler: {sampler_class.__name__}({kwargs}) failed: {error}"
         ) from error
+
+
+def check_packages(sampler_class: type) -> None:
+    """Fail now, not at the sampler's first use mid-sweep, when a package it imports is missing."""
+    needed = [
+        package
+        for base, packages in _NEEDS_PACKAGES.items()
+        if issubclass(sampler_class, base)
+        for package in packages
+    ]
+    missing = [package for package in needed if find_spec(package) is None]
+    if missing:
+        raise SweepConfigError(
+            f"{KEY}: {sampler_class.__name__} needs the Python package(s) {missing}, which are "
+            f"not installed: pip install {' '.join(missing)}"
+        )
 
 
 def grid_from_distributions(distributions: Mapping[str, BaseDistribution]) -> dict[str, list]:

@@ -99,6 +99,7 @@ def distribution_from_override(override: Override) -> BaseDistribution:
     key = override.get_key_element()
     value = override.value()
     try:
+        _check_tags(getattr(value, "tags", set()))
         if isinstance(value, IntervalSweep):
             return _interval(value)
         if isinstance(value, RangeSweep):
@@ -124,6 +125,7 @@ def _interval(sweep: IntervalSweep) -> BaseDistribution:
     log = "log" in sweep.tags
     if low is None or high is None:
         raise ValueError("interval needs both bounds")
+    _check_finite(low=low, high=high)
     if low > high:
         raise ValueError(f"low must be <= high (low={low}, high={high})")
     if log and low <= 0:
@@ -135,6 +137,7 @@ def _interval(sweep: IntervalSweep) -> BaseDistribution:
 
 def _range(sweep: RangeSweep) -> BaseDistribution:
     start, stop, step = sweep.start, sweep.stop, sweep.step
+    _check_finite(start=start, stop=stop, step=step)
     if step == 0:
         raise ValueError("step must not be 0")
     count = math.ceil((Decimal(str(stop)) - Decimal(str(start))) / Decimal(str(step)))
@@ -166,11 +169,36 @@ def _categorical(values: Iterable[Any]) -> CategoricalDistribution:
             )
     if len(set(map(repr, choices))) != len(choices):
         raise ValueError(f"the choices repeat a value: {choices}")
+    for index, choice in enumerate(choices):
+        if isinstance(choice, float) and math.isnan(choice):
+            raise ValueError("nan cannot be a choice (it equals no value, itself included)")
+        equal = [other for other in choices[index + 1 :] if other == choice]
+        if equal:
+            # Optuna finds a stored choice by ==: 1 would be recorded as True, or the reverse.
+            raise ValueError(
+                f"the choices {choice!r} and {equal[0]!r} are equal in Python, so Optuna cannot "
+                "tell them apart; keep one, or quote them to make them strings"
+            )
     return CategoricalDistribution(choices)
 
 
 def _unquote(element: Any) -> Any:
     return element.text if isinstance(element, QuotedString) else element
+
+
+_TAGS = ("log",)
+
+
+def _check_tags(tags: set[str]) -> None:
+    unknown = sorted(set(tags) - set(_TAGS))
+    if unknown:
+        raise ValueError(f"unknown tag(s) {unknown}; allowed: {list(_TAGS)}")
+
+
+def _check_finite(**bounds: Any) -> None:
+    for name, value in bounds.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}={value} is not a finite number")
 
 
 def _reject_log(tags: set[str], form: str) -> None:

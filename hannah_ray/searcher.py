@@ -6,16 +6,23 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .heartbeat import stamp
+from .heartbeat import HEARTBEAT_ATTR, stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
 from .reporting import EPOCH, FINAL, OBJECTIVE
 from .search_space import SearchSpace
@@ -82,16 +89,20 @@ class HydraOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
-            ot_trial = retry_when_locked(
-                lambda: self._ot_study.ask(fixed_distributions=self._space), "Starting a trial"
-            )
+            ot_trial = self._ask()
             stamp(self._ot_study._storage, ot_trial._trial_id)  # noqa: SLF001
-            if self._custom_search_space is not None:
-                try:
+            try:
+                for name, distribution in self._space.items():
+                    retry_when_locked(
+                        lambda n=name, d=distribution: suggest_value(ot_trial, n, d),
+                        f"Sampling {name} of trial {ot_trial.number}",
+                    )
+                if self._custom_search_space is not None:
                     self._custom_search_space(self._sweep_config, ot_trial)
-                except Exception:  # the sweep stops; the trial must not stay RUNNING
-                    self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-                    raise
+            except Exception as error:  # the sweep stops; the trial must not stay RUNNING
+                ot_trial.set_user_attr("fail_reason", f"Sampling failed: {error!r}")
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                raise
             self._ot_trials[trial_id] = ot_trial
             self._started[trial_id] = time.monotonic()
             overrides = self._search_space.trial_overrides(ot_trial.params)
@@ -101,6 +112,26 @@ class HydraOptunaSearch(OptunaSearch):
             "number": ot_trial.number,
             "overrides": self._search_space.trial_overrides(ot_trial.params),
         }
+
+    def _ask(self) -> optuna.Trial:
+        """A new trial; a sampler that fails inside ``ask`` (after the trial was created) must not
+        leave it RUNNING: it is stored FAIL with the reason, and the error stops the sweep."""
+        asked_at = datetime.now() - timedelta(seconds=1)  # storages may drop the fraction
+        try:
+            return retry_when_locked(self._ot_study.ask, "Starting a trial")
+        except Exception as error:
+            for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # Created by this ask: not stamped by any hannah-ray sweep yet, and new.
+                started = trial.datetime_start
+                if HEARTBEAT_ATTR not in trial.system_attrs and started and started > asked_at:
+                    storage = self._ot_study._storage  # noqa: SLF001
+                    storage.set_trial_user_attr(
+                        trial._trial_id,
+                        "fail_reason",
+                        f"Sampling failed: {error!r}",  # noqa: SLF001
+                    )
+                    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
+            raise
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store an intermediate report in the study (Optuna supports them for one objective)."""
@@ -221,6 +252,21 @@ class HydraOptunaSearch(OptunaSearch):
         ):  # fmt: skip
             state[key] = None
         return state
+
+
+def suggest_value(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
+    """Sample one parameter through the trial's public ``suggest_*`` API."""
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    raise TypeError(f"{name}: unsupported distribution {distribution!r}")
 
 
 class FailureRateStopper(Stopper):

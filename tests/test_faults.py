@@ -129,3 +129,33 @@ def four_at_once(run_sweep, storage: str, study_name: str = "many", n_trials: in
     trials = optuna.load_study(study_name=study_name, storage=create_storage(storage)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * n_trials
     assert all(sorted(t.intermediate_values) == list(range(1, 11)) for t in trials)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "message"),
+    [
+        ("FailsInAsk", "the sampler broke in ask"),
+        ("FailsInSuggest", "the sampler broke in suggest"),
+    ],
+)
+def test_a_sampler_error_stops_the_sweep_without_leaving_a_trial_running(
+    run_sweep, tmp_path: Path, sampler: str, message: str
+) -> None:
+    storage = f"sqlite:///{tmp_path}/sampler.db"
+    with pytest.raises(Exception, match=message):
+        run_sweep(
+            tasks.sphere,
+            [
+                "+x=interval(-1, 1)",
+                "+y=0",
+                "hydra/sweeper/sampler=random",
+                f"hydra.sweeper.sampler._target_=apps.samplers.{sampler}",
+                "hydra.sweeper.n_trials=4",
+                "hydra.sweeper.n_jobs=1",
+                f"hydra.sweeper.storage={storage}",
+                "hydra.sweeper.study_name=broken",
+            ],
+        )
+    trials = optuna.load_study(study_name="broken", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    assert message in trials[2].user_attrs["fail_reason"]

@@ -14,7 +14,7 @@ from hannah_ray.search_space import format_override, parse_search_space
     ("override", "expected"),
     [
         ("x=a,b,c", CategoricalDistribution(["a", "b", "c"])),
-        ("x=choice(1, 2.5, 'three', true)", CategoricalDistribution([1, 2.5, "three", True])),
+        ("x=choice(2, 2.5, 'three', true)", CategoricalDistribution([2, 2.5, "three", True])),
         ("x=shuffle(choice(1, 2))", CategoricalDistribution([1, 2])),
         ("x=range(1, 10)", IntDistribution(1, 9)),
         ("x=range(0, 10, 3)", IntDistribution(0, 9, step=3)),
@@ -77,6 +77,14 @@ def test_command_line_wins_over_config_params() -> None:
         ("x=choice({a: 1}, {a: 2})", "non-scalar"),
         ("x=1,1,2", "repeat"),
         ("x=choice()", "Cannot parse"),
+        ("x=interval(-inf, 1)", "low=-inf is not a finite number"),
+        ("x=tag(log, interval(1, inf))", "high=inf is not a finite number"),
+        ("x=range(0, inf)", "stop=inf is not a finite number"),
+        ("x=choice(1, true)", "1 and True are equal in Python"),
+        ("x=0,false", "0 and False are equal"),
+        ("x=choice(1, 1.0)", "1 and 1.0 are equal"),
+        ("x=choice(nan, 1)", "nan cannot be a choice"),
+        ("x=tag(lg, interval(1, 2))", r"unknown tag\(s\) \['lg'\]; allowed: \['log'\]"),
     ],
 )
 def test_invalid_forms_name_key_value_and_rule(override: str, message: str) -> None:

@@ -75,6 +75,18 @@ def test_every_sampler_config_builds_its_optuna_sampler(name: str) -> None:
     assert type(sampler).__name__ == config["_target_"].rsplit(".", 1)[1]
 
 
+def test_a_sampler_whose_package_is_missing_fails_before_any_trial(monkeypatch) -> None:
+    # cmaes is installed here: hide it, as on a machine without it.
+    import hannah_ray.samplers as samplers
+
+    real = samplers.find_spec
+    monkeypatch.setattr(samplers, "find_spec", lambda name: None if name == "cmaes" else real(name))
+    with pytest.raises(
+        SweepConfigError, match=r"CmaEsSampler needs .*\['cmaes'\].*pip install cmaes"
+    ):
+        build_sampler({"_target_": "optuna.samplers.CmaEsSampler"}, {})
+
+
 def test_unknown_sampler_argument_names_what_is_allowed() -> None:
     with pytest.raises(SweepConfigError, match="no argument\\(s\\) \\['speed'\\].*Allowed"):
         build_sampler({"_target_": "optuna.samplers.RandomSampler", "speed": 1}, {})

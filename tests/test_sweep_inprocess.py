@@ -81,6 +81,25 @@ def test_multi_objective_pareto_front_is_non_dominated(run_sweep) -> None:
         assert not any(dominates(other, front_point) for other in all_values)
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsgaii", "qmc", "gp", "grid"])
+def test_every_sampler_runs_a_sweep(run_sweep, tmp_path: Path, sampler: str) -> None:
+    storage = f"sqlite:///{tmp_path}/samplers.db"
+    run_sweep(
+        tasks.sphere,
+        [
+            "+x=range(-2, 3)",
+            "+y=choice(0, 1)",
+            f"hydra/sweeper/sampler={sampler}",
+            "hydra.sweeper.sampler.seed=0",
+            "hydra.sweeper.n_trials=4",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=samplers",
+        ],
+    )
+    trials = optuna.load_study(study_name="samplers", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+
+
 def test_custom_search_space_adds_parameters(run_sweep) -> None:
     run = run_sweep(
         tasks.sphere,
