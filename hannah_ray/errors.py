@@ -1,8 +1,11 @@
 """Errors a user can act on: each names the key, what was given and what is allowed."""
 
+from hydra.errors import CompactHydraException
 
-class SweepConfigError(ValueError):
-    """Bad sweep input, found before any trial starts."""
+
+class SweepConfigError(CompactHydraException, ValueError):
+    """Bad sweep input, found before any trial starts. Hydra prints its message alone, without a
+    traceback (``HYDRA_FULL_ERROR=1`` shows one)."""
 
 
 class InvalidReturnError(ValueError):

@@ -73,6 +73,11 @@ class SweepSettings:
             orphan_grace_s=_seconds(plain.get("orphan_grace_s", 120.0), "orphan_grace_s"),
             requeue_orphans=bool(plain.get("requeue_orphans", True)),
         )
+        if settings.cpu_per_trial == 0 and settings.gpu_per_trial == 0:
+            raise SweepConfigError(
+                "hydra.sweeper.resources_per_trial: cpu=0 and gpu=0: allowed: cpu > 0 or gpu > 0 "
+                "(a trial must hold some resource, or Ray cannot schedule it)."
+            )
         if settings.orphan_grace_s <= settings.heartbeat_interval_s:
             raise SweepConfigError(
                 f"hydra.sweeper.orphan_grace_s={settings.orphan_grace_s} must be larger than "

@@ -175,6 +175,7 @@ class RayOptunaSweep:
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         if not ray.is_initialized():
             ray.init(**self.settings.ray_init)
+        self._check_a_node_fits_a_trial()
         payload = TrialPayload(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
@@ -226,6 +227,25 @@ class RayOptunaSweep:
             if need > 0
         ]
         return max(1, int(min(limits) + 1e-9)) if limits else None
+
+    def _check_a_node_fits_a_trial(self) -> None:
+        """A trial no node can hold would wait forever: fail now, naming the key. On a cluster
+        joined by ``hydra.sweeper.ray.address`` an autoscaler may add such a node: warn only."""
+        needs = {"CPU": self.settings.cpu_per_trial, "GPU": self.settings.gpu_per_trial}
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        if any(all(node.get(r, 0.0) >= n for r, n in needs.items()) for node in nodes):
+            return
+        largest = {r: max((node.get(r, 0.0) for node in nodes), default=0.0) for r in needs}
+        message = (
+            f"hydra.sweeper.resources_per_trial: cpu={needs['CPU']:g}, gpu={needs['GPU']:g}, but "
+            f"no Ray node has that much (most per node: cpu={largest['CPU']:g}, "
+            f"gpu={largest['GPU']:g}). Allowed: at most what one node has; more CPUs for a "
+            "local instance: hydra.sweeper.ray.num_cpus=..."
+        )
+        if self.settings.ray_init.get("address"):
+            log.warning("%s Trials wait until the cluster adds such a node.", message)
+            return
+        raise SweepConfigError(message)
 
     def _check_trial_config(self, space: SearchSpace) -> None:
         """Compose one trial's config now, so a bad key fails before any trial runs."""

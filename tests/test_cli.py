@@ -140,3 +140,19 @@ def test_ctrl_c_stops_the_sweep_keeps_finished_trials_and_exits_non_zero(
     )
     assert "RUNNING" not in states
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+
+
+def test_bad_input_prints_one_clear_line_and_no_traceback(tmp_path: Path) -> None:
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")
+    }
+    done = subprocess.run(
+        [sys.executable, str(SPHERE), "-m", "x=interval(5, 1)", "y=0"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        "Invalid search space for key 'x': 'x=interval(5, 1)': low must be <= high" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("multirun/*/*/0"))

@@ -325,6 +325,10 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
         ("+hydra.sweeper.ray.num_cpu=1", "num_cpu"),
         ("hydra.sweeper.custom_search_space=apps.nowhere.fn", "custom_search_space"),
         ("hydra.sweeper.storage=notaurl", "hydra.sweeper.storage"),
+        ("hydra.sweeper.resources_per_trial.cpu=0", "cpu=0 and gpu=0: allowed: cpu > 0"),
+        # The session's Ray instance has 2 CPUs and 1 (logical) GPU: such a trial never starts.
+        ("hydra.sweeper.resources_per_trial.cpu=3", r"cpu=3, gpu=0, but no Ray node.*cpu=2"),
+        ("hydra.sweeper.resources_per_trial.gpu=2", r"cpu=1, gpu=2, but no Ray node.*gpu=1"),
     ],
 )
 def test_bad_input_fails_before_any_trial(
