@@ -58,7 +58,13 @@ def trial_user_attrs(outcome: JobOutcome, trial_id: str) -> dict[str, Any]:
 class SweepLedger:
     """Counts outcomes, logs one line per finished trial and decides when failures stop the sweep."""
 
-    def __init__(self, max_failure_rate: float, planned_trials: int, directions: list[str]):
+    def __init__(
+        self,
+        max_failure_rate: float,
+        planned_trials: int,
+        directions: list[str],
+        stored_best: float | None = None,
+    ):
         self.max_failure_rate = max_failure_rate
         self.planned_trials = planned_trials
         self.directions = directions
@@ -69,7 +75,7 @@ class SweepLedger:
         self.stopped = 0
         self.running: set[int] = set()
         self.first_error: BaseException | None = None
-        self._best: float | None = None
+        self._best = stored_best  # a resumed study's best counts from the start
 
     @property
     def stopped_early(self) -> bool:
@@ -80,9 +86,11 @@ class SweepLedger:
     def finished(self) -> int:
         return self.completed + self.failed + self.pruned
 
-    def started(self, number: int, overrides: list[str]) -> None:
+    def started(self, number: int, params: dict[str, Any]) -> None:
+        """A trial's task has started on a worker (not just been sampled)."""
         self.running.add(number)
-        log.info("Trial %d started: %s  %s", number, " ".join(overrides), self.progress())
+        shown = " ".join(f"{key}={_short(value)}" for key, value in params.items())
+        log.info("Trial %d started: %s  %s", number, shown, self.progress())
 
     def record(self, number: int, outcome: JobOutcome, stopped: bool = False) -> None:
         """Count one finished trial; ``stopped`` ones (cut off by the sweep ending) are stored FAIL
@@ -130,9 +138,8 @@ class SweepLedger:
     def _update_best(self, values: list[float]) -> None:
         if len(self.directions) != 1 or not values:
             return
-        value = values[0]
-        better = min if self.directions[0] == "minimize" else max
-        self._best = value if self._best is None else better(self._best, value)
+        known = [values[0]] if self._best is None else [self._best, values[0]]
+        self._best = best_value(known, self.directions[0])
 
 
 def _job_return(outcome: JobOutcome) -> JobReturn:
@@ -144,6 +151,17 @@ def _job_return(outcome: JobOutcome) -> JobReturn:
         ret.return_value = outcome.error
         ret.status = JobStatus.FAILED
     return ret
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def best_value(values: list[float], direction: str) -> float | None:
+    """The best of a single objective's values in its direction."""
+    if not values:
+        return None
+    return min(values) if direction == "minimize" else max(values)
 
 
 def _fmt(values: list[float] | None) -> str:

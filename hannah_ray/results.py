@@ -57,6 +57,28 @@ def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> di
     return summary
 
 
+def describe_results(summary: dict[str, Any]) -> str:
+    """The sweep's outcome in one line for the console."""
+    counts = ", ".join(f"{n} {state}" for state, n in summary["n_trials"].items() if n)
+    counts = counts or "no trials"
+    if "best_value" in summary:
+        best = summary["best_trial"]
+        return (
+            f"Best: trial {best['number']}, value {summary['best_value']:.6g}, params "
+            f"{summary['best_params']} ({counts}; job folder {best['job_dir']})"
+        )
+    if "solutions" in summary:
+        front = "; ".join(
+            f"trial {s['number']}: values {[float(f'{v:.6g}') for v in s['values']]}"
+            for s in summary["solutions"][:5]
+        )
+        more = (
+            f"; and {len(summary['solutions']) - 5} more" if len(summary["solutions"]) > 5 else ""
+        )
+        return f"Pareto front of {len(summary['solutions'])} trial(s): {front}{more} ({counts})"
+    return f"No COMPLETE trial, so no best one ({counts})"
+
+
 def write_trials_table(
     trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: str
 ) -> None:

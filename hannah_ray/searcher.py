@@ -19,6 +19,7 @@ from optuna.distributions import (
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
@@ -105,8 +106,6 @@ class HydraOptunaSearch(OptunaSearch):
                 raise
             self._ot_trials[trial_id] = ot_trial
             self._started[trial_id] = time.monotonic()
-            overrides = self._search_space.trial_overrides(ot_trial.params)
-            self._ledger.started(ot_trial.number, overrides)
         ot_trial = self._ot_trials[trial_id]
         return {
             "number": ot_trial.number,
@@ -184,6 +183,12 @@ class HydraOptunaSearch(OptunaSearch):
             )
             outcome.error = TimeoutError(outcome.fail_reason)
         self._store(trial_id, outcome)
+
+    def trial_started(self, trial_id: str) -> None:
+        """Tune started the trial's task on a worker (see ``TrialStartLogger``)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None:
+            self._ledger.started(ot_trial.number, ot_trial.params)
 
     def open_trial_ids(self) -> list[int]:
         """Storage ids of this sweep's trials that are not stored as finished yet."""
@@ -267,6 +272,17 @@ def suggest_value(trial: optuna.Trial, name: str, distribution: BaseDistribution
             name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
         )
     raise TypeError(f"{name}: unsupported distribution {distribution!r}")
+
+
+class TrialStartLogger(Callback):
+    """Logs a trial when its task starts on a worker, not when it is sampled: a sampled trial
+    may wait for a worker, and the progress line counts running trials."""
+
+    def __init__(self, searcher: HydraOptunaSearch) -> None:
+        self._searcher = searcher
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._searcher.trial_started(trial.trial_id)
 
 
 class FailureRateStopper(Stopper):

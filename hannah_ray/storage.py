@@ -39,7 +39,7 @@ CONNECT_TIMEOUT_S = 10
 def mask_url(url: str | None) -> str:
     """The URL with any password replaced by ``***`` (safe to print, log and write)."""
     if url is None:
-        return "in-memory"
+        return "memory (not stored)"
     if url.startswith(JOURNAL_SCHEME):
         return url
     try:

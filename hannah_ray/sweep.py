@@ -20,17 +20,18 @@ from omegaconf import DictConfig
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
 from .errors import SweepConfigError, SweepInterrupted
 from .heartbeat import Heartbeat, reclaim_orphans
-from .ledger import SweepLedger
-from .results import write_results
+from .ledger import SweepLedger, best_value
+from .results import describe_results, write_results
 from .samplers import build_sampler, grid_size
 from .schedulers import build_scheduler, describe
 from .search_space import SearchSpace, parse_search_space
-from .searcher import FailureRateStopper, HydraOptunaSearch
+from .searcher import FailureRateStopper, HydraOptunaSearch, TrialStartLogger
 from .settings import SweepSettings
 from .storage import (
     create_storage,
@@ -69,6 +70,7 @@ class SweepPlan:
     scheduler: TrialScheduler
     n_to_run: int
     sweep_dir: str
+    stored_best: float | None = None
 
 
 class RayOptunaSweep:
@@ -91,7 +93,10 @@ class RayOptunaSweep:
         """Validate everything, run the missing trials, write the results; returns the job returns."""
         plan = self._plan(arguments)
         ledger = SweepLedger(
-            self.settings.max_failure_rate, plan.n_to_run, self.settings.directions
+            self.settings.max_failure_rate,
+            plan.n_to_run,
+            self.settings.directions,
+            plan.stored_best,
         )
         searcher = HydraOptunaSearch(
             search_space=plan.space,
@@ -114,7 +119,7 @@ class RayOptunaSweep:
         finally:
             searcher.fail_open_trials()
             summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
-            log.info("Results: %s", {k: v for k, v in summary.items() if k.startswith("best")})
+            log.info("%s. Results: %s", describe_results(summary), plan.sweep_dir)
         if ledger.failure_rate_exceeded() and ledger.first_error is not None:
             log.error(
                 "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
@@ -122,9 +127,15 @@ class RayOptunaSweep:
             )  # fmt: skip
             raise ledger.first_error
         if ledger.stopped_early:
+            where = (
+                f"are stored in {plan.storage_label}; rerun the same command to continue"
+                if self.settings.storage is not None
+                else f"are listed in {plan.sweep_dir} (the study was in memory, so a rerun starts "
+                "afresh; set hydra.sweeper.storage to make sweeps resumable)"
+            )
             raise SweepInterrupted(
-                f"The sweep stopped after {ledger.finished} of {plan.n_to_run} trials. Finished "
-                f"trials are stored in {plan.storage_label}; rerun the same command to continue."
+                f"The sweep stopped after {ledger.finished} of {plan.n_to_run} trials. "
+                f"Finished trials {where}."
             )
         return [ledger.job_returns]
 
@@ -146,6 +157,13 @@ class RayOptunaSweep:
         sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
         scheduler = build_scheduler(settings.scheduler, settings.directions)
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
+        if n_to_run == 0 and settings.n_trials > 0:
+            log.warning(
+                "The study '%s' already holds hydra.sweeper.n_trials=%d finished trials: none to "
+                "run. To run more: raise n_trials, or set hydra.sweeper.add_trials=true to run "
+                "n_trials more.",
+                study_name, settings.n_trials,
+            )  # fmt: skip
         size = grid_size(sampler)
         if size is not None and n_to_run > size:
             log.info("The grid holds %d points: running %d trials, not %d.", size, size, n_to_run)
@@ -162,9 +180,13 @@ class RayOptunaSweep:
         for key, dist in space.distributions.items():
             log.info("  %s: %s", key, dist)
         log.info("Sweep folder: %s  (watch it: tensorboard --logdir %s)", sweep_dir, sweep_dir)
+        stored_best = None
+        if len(settings.directions) == 1:
+            values = [t.value for t in stored if t.state == TrialState.COMPLETE]
+            stored_best = best_value(values, settings.directions[0])
         return SweepPlan(
             space, custom, storage, storage_label, study_name, sampler, scheduler, n_to_run,
-            sweep_dir,
+            sweep_dir, stored_best,
         )  # fmt: skip
 
     def _run_trials(
@@ -205,7 +227,7 @@ class RayOptunaSweep:
                 verbose=0,
                 stop=FailureRateStopper(ledger),
                 failure_config=tune.FailureConfig(max_failures=self.settings.max_retries),
-                callbacks=_tune_loggers(self.settings.tune_logs),
+                callbacks=[TrialStartLogger(searcher), *_tune_loggers(self.settings.tune_logs)],
             ),
         )
         # Tune's result table reads the per-trial logger files we switched off; the study has it all.

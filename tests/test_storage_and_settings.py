@@ -24,7 +24,7 @@ def test_mask_url_hides_the_password() -> None:
         == "postgresql://user:***@db:5432/optuna"
     )
     assert "s3cret" not in mask_url("mysql+pymysql://u:s3cret@h/db")
-    assert mask_url(None) == "in-memory"
+    assert mask_url(None) == "memory (not stored)"
 
 
 def test_relative_file_storages_resolve_against_the_launch_folder() -> None:
@@ -266,3 +266,10 @@ def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
     with pytest.raises(OperationalError, match="no such table"):
         retry_when_locked(broken, "test", first_delay_s=0)
     assert len(calls) == 1  # only a locked database is worth another try
+
+
+def test_the_console_summary_says_when_no_trial_completed() -> None:
+    from hannah_ray.results import describe_results
+
+    counts = {"complete": 0, "pruned": 0, "fail": 3, "running": 0}
+    assert describe_results({"n_trials": counts}) == "No COMPLETE trial, so no best one (3 fail)"

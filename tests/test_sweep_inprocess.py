@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import optuna
@@ -54,7 +55,8 @@ def test_sphere_sweep_writes_results_that_agree_with_the_study(run_sweep, tmp_pa
     assert (run.sweep_dir / "multirun.yaml").is_file()
 
 
-def test_multi_objective_pareto_front_is_non_dominated(run_sweep) -> None:
+def test_multi_objective_pareto_front_is_non_dominated(run_sweep, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="hannah_ray")
     run = run_sweep(
         tasks.two_objectives,
         [
@@ -79,6 +81,7 @@ def test_multi_objective_pareto_front_is_non_dominated(run_sweep) -> None:
     assert len(all_values) == 12
     for front_point in values:
         assert not any(dominates(other, front_point) for other in all_values)
+    assert f"Pareto front of {len(values)} trial(s): trial " in caplog.text
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsgaii", "qmc", "gp", "grid"])
@@ -278,15 +281,20 @@ def test_hydra_callbacks_see_job_returns(run_sweep) -> None:
     assert sorted(r.return_value for r in run.returns) == [1.0, 4.0]
 
 
-def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
+def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path, caplog) -> None:
     storage = f"journal:///{tmp_path}/resume.journal"
     common = ["+x=interval(-1, 1)", "+y=0", f"hydra.sweeper.storage={storage}",
               "hydra.sweeper.study_name=resume", "hydra.sweeper.sampler.seed=5"]  # fmt: skip
     first = run_sweep(tasks.sphere, [*common, "hydra.sweeper.n_trials=3"], sweep_dir=tmp_path / "s")
     assert _numbered_job_dirs(first.sweep_dir) == [0, 1, 2]
     first_params = [r["params.+x"] for r in first.trials_table()]
+    stored_best = min(float(r["value"]) for r in first.trials_table())
+    caplog.set_level(logging.INFO, logger="hannah_ray")
+    caplog.clear()
     second = run_sweep(
-        tasks.sphere, [*common, "hydra.sweeper.n_trials=5"], sweep_dir=tmp_path / "s"
+        tasks.sphere,
+        [*common, "hydra.sweeper.n_trials=5", "hydra.sweeper.n_jobs=1"],
+        sweep_dir=tmp_path / "s",
     )
     # n_trials is the study's total: only the 2 missing trials ran, numbered after the stored ones.
     assert len(second.returns) == 2
@@ -294,6 +302,12 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
     rows = second.trials_table()
     assert [r["params.+x"] for r in rows[:3]] == first_params
     assert rows[3]["params.+x"] not in first_params  # the seeded sampler does not replay
+    # Progress: the sampled value only, short; the stored trials' best counts from the start.
+    started = next(line for line in caplog.messages if line.startswith("Trial 3 started:"))
+    assert started == (
+        f"Trial 3 started: +x={float(rows[3]['params.+x']):.4g}  "
+        f"[running 1, done 0/2, pruned 0, failed 0, best {stored_best:.6g}]"
+    )
     third = run_sweep(
         tasks.sphere,
         [*common, "hydra.sweeper.n_trials=2", "hydra.sweeper.add_trials=true"],
@@ -301,6 +315,13 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path) -> None:
     )
     assert len(third.returns) == 2
     assert len(third.trials_table()) == 7
+    caplog.clear()
+    fourth = run_sweep(
+        tasks.sphere, [*common, "hydra.sweeper.n_trials=7"], sweep_dir=tmp_path / "s"
+    )
+    assert fourth.returns == []
+    assert "already holds hydra.sweeper.n_trials=7 finished trials: none to run" in caplog.text
+    assert "Best: trial" in caplog.text and "7 complete" in caplog.text
     changed = [c if not c.startswith("+x=") else "+x=choice(-1, 1)" for c in common]
     with pytest.raises(
         SweepConfigError, match=r"sampled key '\+x' from FloatDistribution.*Categorical"

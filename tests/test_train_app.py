@@ -151,23 +151,31 @@ def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
     assert all(0.0 <= t.value <= 1.0 for t in study.trials)
 
 
-@pytest.mark.parametrize("kind", ["npz", "csv"])
+@pytest.mark.parametrize("kind", ["npz", "csv", "csv_with_class_names"])
 def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind: str) -> None:
     import numpy as np
     from hydra import compose, initialize_config_dir
 
     rng = np.random.default_rng(0)
+    extra: list[str] = []
     labels = rng.integers(0, 2, 400)
     features = rng.normal(size=(400, 6)) + labels[:, None] * 2.0  # two separable blobs
     if kind == "npz":
         path = tmp_path / "data.npz"
         np.savez(path, x=features, y=labels)
-    else:
+    elif kind == "csv":
         path = tmp_path / "data.csv"
         header = ",".join([f"f{i}" for i in range(6)] + ["label"])
         np.savetxt(
             path, np.column_stack([features, labels]), delimiter=",", header=header, comments=""
         )
+    else:  # the label first, named with a dash, holding class names
+        path = tmp_path / "data.csv"
+        names = np.array(["cat", "dog"])[labels]
+        lines = [",".join(["class-id"] + [f"f{i}" for i in range(6)])]
+        lines += [",".join([n, *map(str, row)]) for n, row in zip(names, features, strict=True)]
+        path.write_text("\n".join(lines) + "\n")
+        extra.append("dataset.label_column=class-id")
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(
@@ -177,9 +185,19 @@ def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind:
                 f"dataset.path={path}",
                 "trainer.max_epochs=3",
                 "trainer.enable_progress_bar=false",
+                *extra,
             ],
         )
     assert train(cfg) < 0.1
+
+
+def test_a_csv_cell_that_is_no_number_is_named(tmp_path: Path) -> None:
+    from hannah_ray.train.data import read_csv
+
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b,label\n1,2,x\n3,oops,y\n")
+    with pytest.raises(ValueError, match=r"line 3, column 'b': 'oops' is not a number"):
+        read_csv(path, "label")
 
 
 def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:

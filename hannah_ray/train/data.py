@@ -3,6 +3,7 @@ or the user's own ``.npz`` / ``.csv`` file; split train/val/test with a fixed se
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,7 @@ def _load_file(dataset: DictConfig) -> Arrays:
                 )
             features, labels = stored["x"], stored["y"]
     elif path.suffix == ".csv":
-        table = np.genfromtxt(path, delimiter=",", names=True)
-        columns = list(table.dtype.names or [])
-        label = str(dataset.label_column)
-        if label not in columns:
-            raise ValueError(
-                f"dataset.label_column={label!r} is not a column of {str(path)!r}; "
-                f"columns: {columns}."
-            )
-        labels = table[label]
-        features = np.stack([table[c] for c in columns if c != label], axis=1)
+        features, labels = read_csv(path, str(dataset.label_column))
     else:
         raise ValueError(f"dataset.path={str(path)!r}: allowed: an .npz or .csv file.")
     features = features.astype(np.float32)
@@ -63,6 +55,48 @@ def _load_file(dataset: DictConfig) -> Arrays:
         features = features.reshape(len(features), *dataset.image_shape)
     _, labels = np.unique(labels, return_inverse=True)  # any labels -> 0..n_classes-1
     return Arrays(features, labels.astype(np.int64))
+
+
+def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric feature columns and a label column that may hold numbers or text (class names)."""
+    with open(path, newline="", encoding="utf-8-sig") as table:  # -sig: a BOM is no column name
+        reader = csv.reader(table)
+        columns = [name.strip() for name in next(reader, [])]
+        rows = [row for row in reader if any(cell.strip() for cell in row)]
+    if label not in columns:
+        raise ValueError(
+            f"dataset.label_column={label!r} is not a column of {str(path)!r}; columns: {columns}."
+        )
+    at = columns.index(label)
+    features = np.empty((len(rows), len(columns) - 1), dtype=np.float32)
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(columns):
+            raise ValueError(
+                f"dataset.path={str(path)!r}, line {line}: {len(row)} values, the header has "
+                f"{len(columns)} columns."
+            )
+        cells = row[:at] + row[at + 1 :]
+        try:
+            features[line - 2] = [float(cell) for cell in cells]
+        except ValueError:
+            bad = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+            name = (columns[:at] + columns[at + 1 :])[bad]
+            raise ValueError(
+                f"dataset.path={str(path)!r}, line {line}, column {name!r}: {cells[bad]!r} is "
+                f"not a number. Allowed: numbers in every column but the label column {label!r}."
+            ) from None
+    labels = [row[at].strip() for row in rows]
+    if all(_is_number(value) for value in labels):
+        return features, np.array([float(value) for value in labels])
+    return features, np.array(labels)  # class names, sorted into indices by the caller
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ClassificationData(pl.LightningDataModule):
