@@ -179,7 +179,11 @@ class RayOptunaSweep:
         )  # fmt: skip
         for key, dist in space.distributions.items():
             log.info("  %s: %s", key, dist)
-        log.info("Sweep folder: %s  (watch it: tensorboard --logdir %s)", sweep_dir, sweep_dir)
+        log.info(
+            "Sweep folder: %s  (TensorBoard logs the trials write into their folders: "
+            "tensorboard --logdir %s)",
+            sweep_dir, sweep_dir,
+        )  # fmt: skip
         stored_best = None
         if len(settings.directions) == 1:
             values = [t.value for t in stored if t.state == TrialState.COMPLETE]

@@ -111,11 +111,18 @@ def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
     for trial in complete:
         assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
         assert trial.value == pytest.approx(trial.intermediate_values[4])
-    # One TensorBoard run per trial (pruned ones included) under the sweep folder, with hparams.
-    for trial in study.trials:
-        board = run.sweep_dir / str(trial.number) / "tensorboard"
-        assert list(board.glob("events.out.tfevents.*")), board
-        assert "scheduler.max_lr" in (board / "hparams.yaml").read_text()
+    # One TensorBoard run per trial (pruned ones included) under the sweep folder, with hparams,
+    # as `tensorboard --logdir <sweep dir>` reads them.
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    board = EventMultiplexer().AddRunsFromDirectory(str(run.sweep_dir))
+    board.Reload()
+    trial_runs = {f"{trial.number}/tensorboard" for trial in study.trials}
+    assert trial_runs <= set(board.Runs())
+    assert trial_runs <= set(board.PluginRunToTagToContent("hparams"))
+    for name in trial_runs:
+        assert "val_error" in board.Runs()[name]["scalars"]
+        assert "scheduler.max_lr" in (run.sweep_dir / name / "hparams.yaml").read_text()
     # Ray Tune's own per-trial results are kept as well (JSON and CSV by default).
     assert len(list((run.sweep_dir / "ray_tune").glob("*/result.json"))) == 8
     assert len(list((run.sweep_dir / "ray_tune").glob("*/progress.csv"))) == 8
@@ -149,6 +156,16 @@ def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
     )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all(0.0 <= t.value <= 1.0 for t in study.trials)
+    # hannah's parallel-launcher command, with hydra.launcher.n_jobs -> hydra.sweeper.n_jobs.
+    parallel = [
+        "--multirun", "hydra/sweeper=ray_optuna", "optimizer.lr=interval(0.0001,0.1)",
+        "optimizer.weight_decay=interval(0, 0.1)", "hydra.sweeper.n_jobs=5",
+        "experiment_id=parallel",
+    ]  # fmt: skip
+    _train_cli([*parallel, *tiny, "trainer.max_epochs=1"], cwd=tmp_path, ray_address="")
+    (trial_log,) = (tmp_path / "trained_models" / "parallel").glob("sweep_*/0/*.log")
+    # With the default scheduler=1cycle, optimizer.lr does nothing: the trial says so.
+    assert "scheduler=1cycle sets the learning rate itself" in trial_log.read_text()
 
 
 @pytest.mark.parametrize("kind", ["npz", "csv", "csv_with_class_names"])
@@ -258,3 +275,29 @@ def test_a_short_training_keeps_its_curves_beside_the_test_results(
         for tag in ("val_error", "test_error")
     }
     assert len(scalars["val_error"]) == 2 and len(scalars["test_error"]) == 1
+
+
+def test_a_sweep_minimising_accuracy_stops_with_a_clear_error(run_sweep) -> None:
+    with pytest.raises(
+        ValueError, match=r"hydra.sweeper.direction=\['minimize'\]: the sweep would"
+    ):
+        run_sweep(
+            train,
+            ["monitor=val_accuracy", "trainer.max_epochs=1", *TINY, "hydra.sweeper.n_trials=1"],
+            config_path=str(REPO / "conf"),
+            config_name="config",
+        )
+    # With the right direction the same sweep runs.
+    run = run_sweep(
+        train,
+        [
+            "monitor=val_accuracy",
+            "hydra.sweeper.direction=maximize",
+            "trainer.max_epochs=1",
+            *TINY,
+            "hydra.sweeper.n_trials=1",
+        ],
+        config_path=str(REPO / "conf"),
+        config_name="config",
+    )
+    assert 0.0 < run.results()["best_value"] <= 1.0

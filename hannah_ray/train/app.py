@@ -13,7 +13,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger("hannah_ray.train")
 
@@ -38,6 +38,44 @@ def monitored(cfg: DictConfig) -> list[str]:
     return names
 
 
+def check_sweep_direction(names: list[str]) -> None:
+    """In a sweep, each monitored metric must be optimised in its own direction: minimising
+    ``val_accuracy`` would search for the worst model."""
+    from hydra.types import RunMode
+
+    from hannah_ray import in_trial
+
+    from .module import HIGHER_IS_BETTER
+
+    if not HydraConfig.initialized():
+        return
+    if not in_trial() and HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    direction = HydraConfig.get().sweeper.get("direction")
+    if direction is None:
+        return
+    given = list(direction) if isinstance(direction, ListConfig | list | tuple) else [direction]
+    given = [getattr(d, "name", str(d)) for d in given]  # the sweepers' Direction enums
+    wanted = ["maximize" if name in HIGHER_IS_BETTER else "minimize" for name in names]
+    if len(given) == len(wanted) and given != wanted:
+        raise ValueError(
+            f"monitor={names} is best at {wanted}, but hydra.sweeper.direction={given}: the sweep "
+            f"would look for the worst model. Set hydra.sweeper.direction={wanted}."
+        )
+
+
+def warn_if_lr_is_overridden(cfg: DictConfig) -> None:
+    """``scheduler=1cycle`` sets the learning rate itself: an ``optimizer.lr`` override does nothing."""
+    if cfg.scheduler.get("name") != "1cycle" or not HydraConfig.initialized():
+        return
+    task_overrides = HydraConfig.get().overrides.task
+    if any(o.lstrip("+").startswith("optimizer.lr=") for o in task_overrides):
+        log.warning(
+            "optimizer.lr is set, but scheduler=1cycle sets the learning rate itself (from "
+            "scheduler.max_lr): sweep scheduler.max_lr, or use scheduler=cosine or none."
+        )
+
+
 def train(cfg: DictConfig) -> float | list[float]:
     """Train and validate once; the Lightning logs go to ``<job folder>/tensorboard``."""
     import pytorch_lightning as pl
@@ -53,6 +91,8 @@ def train(cfg: DictConfig) -> float | list[float]:
     from .module import HIGHER_IS_BETTER, ClassifierModule
 
     names = monitored(cfg)
+    check_sweep_direction(names)
+    warn_if_lr_is_overridden(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = ClassificationData(cfg.dataset, cfg.module)
     data.setup()
