@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -38,6 +39,14 @@ def _scalars(event_file: Path, tag: str) -> list[tuple[int, float]]:
         offset += 12 + length + 4
         values += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
     return values
+
+
+def _app_config(overrides: list[str]) -> Any:
+    """The app's config composed from ``conf/`` with ``overrides``, without a Hydra run."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", ["trainer.enable_progress_bar=false", *overrides])
 
 
 def _train_cli(args: list[str], cwd: Path, ray_address: str | None = None) -> str:
@@ -171,7 +180,6 @@ def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
 @pytest.mark.parametrize("kind", ["npz", "csv", "csv_with_class_names"])
 def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind: str) -> None:
     import numpy as np
-    from hydra import compose, initialize_config_dir
 
     rng = np.random.default_rng(0)
     extra: list[str] = []
@@ -194,17 +202,7 @@ def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind:
         path.write_text("\n".join(lines) + "\n")
         extra.append("dataset.label_column=class-id")
     monkeypatch.chdir(tmp_path)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            [
-                "dataset=files",
-                f"dataset.path={path}",
-                "trainer.max_epochs=3",
-                "trainer.enable_progress_bar=false",
-                *extra,
-            ],
-        )
+    cfg = _app_config(["dataset=files", f"dataset.path={path}", "trainer.max_epochs=3", *extra])
     assert train(cfg) < 0.1
 
 
@@ -218,11 +216,8 @@ def test_a_csv_cell_that_is_no_number_is_named(tmp_path: Path) -> None:
 
 
 def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        bad_monitor = compose("config", ["monitor=val_acc"])
-        missing_file = compose("config", ["dataset=files", f"dataset.path={tmp_path}/none.npz"])
+    bad_monitor = _app_config(["monitor=val_acc"])
+    missing_file = _app_config(["dataset=files", f"dataset.path={tmp_path}/none.npz"])
     with pytest.raises(ValueError, match="monitor='val_acc': allowed: one of"):
         train(bad_monitor)
     with pytest.raises(FileNotFoundError, match="dataset.path="):
@@ -230,19 +225,10 @@ def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:
 
 
 def test_a_list_of_monitors_returns_each_ones_best(tmp_path: Path, monkeypatch) -> None:
-    from hydra import compose, initialize_config_dir
-
     monkeypatch.chdir(tmp_path)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            [
-                "monitor=[val_error,val_accuracy,val_loss]",
-                "trainer.max_epochs=3",
-                "trainer.limit_test_batches=0",
-                "trainer.enable_progress_bar=false",
-            ],
-        )
+    cfg = _app_config(
+        ["monitor=[val_error,val_accuracy,val_loss]", "trainer.max_epochs=3", *TINY[2:]]
+    )
     error, accuracy, loss = train(cfg)
     assert 0.0 <= error < 0.5 and loss > 0.0
     # Lowest error and highest accuracy come from the same epoch.
@@ -252,23 +238,12 @@ def test_a_list_of_monitors_returns_each_ones_best(tmp_path: Path, monkeypatch) 
 def test_a_short_training_keeps_its_curves_beside_the_test_results(
     tmp_path: Path, monkeypatch
 ) -> None:
-    """Training and testing within one second: tensorboardX names event files by the second, so
-    a test writer reopened then would overwrite the training curves."""
-    from hydra import compose, initialize_config_dir
-
+    """Training and testing within one second: tensorboardX (Lightning's writer where the
+    tensorboard package is missing) names event files by the second, so a test writer reopened
+    then would overwrite the training curves."""
     monkeypatch.chdir(tmp_path)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "config",
-            [
-                "trainer.max_epochs=2",
-                "trainer.limit_train_batches=1",
-                "trainer.limit_val_batches=1",
-                "trainer.limit_test_batches=1",
-                "trainer.enable_progress_bar=false",
-            ],
-        )
-    train(cfg)
+    limits = ["limit_train_batches", "limit_val_batches", "limit_test_batches"]
+    train(_app_config(["trainer.max_epochs=2", *[f"trainer.{limit}=1" for limit in limits]]))
     event_files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     scalars = {
         tag: [value for events in event_files for value in _scalars(events, tag)]
