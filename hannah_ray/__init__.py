@@ -1,7 +1,8 @@
 """hannah-ray: Hydra sweeps searched by Optuna and run on Ray Tune.
 
 ``hannah_ray.report(...)`` sends intermediate metrics of a running trial to the sweep (a no-op
-outside one); Lightning apps add ``hannah_ray.lightning.ReportCallback`` instead.
+outside one; ``last=True`` on the report after the last epoch); Lightning apps add
+``hannah_ray.lightning.ReportCallback`` instead, which marks the last epoch itself.
 """
 
 from .reporting import in_trial, report

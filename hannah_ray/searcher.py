@@ -124,12 +124,11 @@ class HydraOptunaSearch(OptunaSearch):
                 started = trial.datetime_start
                 if HEARTBEAT_ATTR not in trial.system_attrs and started and started > asked_at:
                     storage = self._ot_study._storage  # noqa: SLF001
+                    trial_id = trial._trial_id  # noqa: SLF001
                     storage.set_trial_user_attr(
-                        trial._trial_id,
-                        "fail_reason",
-                        f"Sampling failed: {error!r}",  # noqa: SLF001
+                        trial_id, "fail_reason", f"Sampling failed: {error!r}"
                     )
-                    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
+                    storage.set_trial_state_values(trial_id, TrialState.FAIL)
             raise
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
