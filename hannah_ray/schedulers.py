@@ -62,6 +62,9 @@ class _LetsLastReportsFinish:
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP and result.get(LAST):
+            # Ray's median rule remembers the trials it stopped and asserts that none reports
+            # again: forget it, in case the task reports after all.
+            getattr(self, "_stopped_trials", set()).discard(trial)
             return TrialScheduler.CONTINUE
         return action
 

@@ -6,7 +6,6 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
@@ -23,7 +22,7 @@ from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .heartbeat import HEARTBEAT_ATTR, stamp
+from .heartbeat import stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
 from .reporting import EPOCH, FINAL, OBJECTIVE
 from .search_space import SearchSpace
@@ -101,8 +100,11 @@ class HydraOptunaSearch(OptunaSearch):
                 if self._custom_search_space is not None:
                     self._custom_search_space(self._sweep_config, ot_trial)
             except Exception as error:  # the sweep stops; the trial must not stay RUNNING
-                ot_trial.set_user_attr("fail_reason", f"Sampling failed: {error!r}")
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                try:
+                    ot_trial.set_user_attr("fail_reason", f"Sampling failed: {error!r}")
+                    self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                except Exception as store_error:  # the sampler's error matters more
+                    log.error("Could not store trial %d as FAIL: %s", ot_trial.number, store_error)
                 raise
             self._ot_trials[trial_id] = ot_trial
             self._started[trial_id] = time.monotonic()
@@ -115,20 +117,19 @@ class HydraOptunaSearch(OptunaSearch):
     def _ask(self) -> optuna.Trial:
         """A new trial; a sampler that fails inside ``ask`` (after the trial was created) must not
         leave it RUNNING: it is stored FAIL with the reason, and the error stops the sweep."""
-        asked_at = datetime.now() - timedelta(seconds=1)  # storages may drop the fraction
         try:
             return retry_when_locked(self._ot_study.ask, "Starting a trial")
         except Exception as error:
-            for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                # Created by this ask: not stamped by any hannah-ray sweep yet, and new.
-                started = trial.datetime_start
-                if HEARTBEAT_ATTR not in trial.system_attrs and started and started > asked_at:
-                    storage = self._ot_study._storage  # noqa: SLF001
-                    trial_id = trial._trial_id  # noqa: SLF001
+            trial_id = _trial_id_created_by_ask(error)
+            if trial_id is not None:
+                storage = self._ot_study._storage  # noqa: SLF001
+                try:
                     storage.set_trial_user_attr(
                         trial_id, "fail_reason", f"Sampling failed: {error!r}"
                     )
                     storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                except Exception as store_error:  # the sampler's error matters more
+                    log.error("Could not store the trial as FAIL: %s", store_error)
             raise
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -256,6 +257,20 @@ class HydraOptunaSearch(OptunaSearch):
         ):  # fmt: skip
             state[key] = None
         return state
+
+
+def _trial_id_created_by_ask(error: BaseException) -> int | None:
+    """The id of the trial ``Study.ask`` had created when ``error`` was raised inside it (read from
+    its frame in the traceback: exact, where a search of the storage could take another sweep's
+    new trial); None if it failed before creating one."""
+    traceback = error.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code is optuna.Study.ask.__code__:
+            trial_id = frame.f_locals.get("trial_id")
+            return trial_id if isinstance(trial_id, int) else None
+        traceback = traceback.tb_next
+    return None
 
 
 def suggest_value(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:

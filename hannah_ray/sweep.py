@@ -255,8 +255,8 @@ class RayOptunaSweep:
         return max(1, int(min(limits) + 1e-9)) if limits else None
 
     def _check_a_node_fits_a_trial(self) -> None:
-        """A trial no node can hold would wait forever: fail now, naming the key. On a cluster
-        joined by ``hydra.sweeper.ray.address`` an autoscaler may add such a node: warn only."""
+        """A trial no node can hold would wait forever: fail now, naming the key. On a cluster this
+        process joined (not one it started), an autoscaler may add such a node: warn only."""
         needs = {"CPU": self.settings.cpu_per_trial, "GPU": self.settings.gpu_per_trial}
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         if any(all(node.get(r, 0.0) >= n for r, n in needs.items()) for node in nodes):
@@ -268,7 +268,7 @@ class RayOptunaSweep:
             f"gpu={largest['GPU']:g}). Allowed: at most what one node has; more CPUs for a "
             "local instance: hydra.sweeper.ray.num_cpus=..."
         )
-        if self.settings.ray_init.get("address"):
+        if not _started_ray_here():
             log.warning("%s Trials wait until the cluster adds such a node.", message)
             return
         raise SweepConfigError(message)
@@ -286,6 +286,13 @@ class RayOptunaSweep:
             raise SweepConfigError(
                 f"The trial config does not compose with the overrides {overrides}: {error}"
             ) from error
+
+
+def _started_ray_here() -> bool:
+    """True if this process started its Ray instance (a fixed local one), False if it joined a
+    cluster (``address``, ``RAY_ADDRESS``, ``ray job submit``), which may grow."""
+    node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001
+    return node is not None and getattr(node, "ray_init_cluster", False) is True
 
 
 def _trial_name(trial: Any) -> str:

@@ -103,6 +103,29 @@ def test_a_report_marked_last_is_never_cut(run_sweep, tmp_path: Path) -> None:
         assert trial.value == trial.params["+x"] and trial.intermediate_values == {1: trial.value}
 
 
+def test_a_report_after_the_last_one_does_not_break_the_median_rule(
+    run_sweep, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path}/again.db"
+    run_sweep(
+        tasks.reports_last_then_again,
+        [
+            "+x=range(0, 6)",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.sampler.seed=0",
+            "hydra/sweeper/scheduler=median",
+            "hydra.sweeper.scheduler.min_samples_required=1",
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.n_jobs=1",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=again",
+        ],
+    )
+    states = [t.state for t in optuna.load_study(study_name="again", storage=storage).trials]
+    # The rule stopped some trial at its report marked last (kept running) and again at the next.
+    assert TrialState.PRUNED in states and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+
+
 def test_median_stopping_runs(run_sweep, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/median.db"
     _reporting_sweep(

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from apps import tasks
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from hannah_ray.storage import create_storage
@@ -142,6 +143,8 @@ def test_a_sampler_error_stops_the_sweep_without_leaving_a_trial_running(
     run_sweep, tmp_path: Path, sampler: str, message: str
 ) -> None:
     storage = f"sqlite:///{tmp_path}/sampler.db"
+    # Another tool's trial, RUNNING in the same study: the failed sampling must not touch it.
+    optuna.create_study(study_name="broken", storage=storage).ask({"+x": FloatDistribution(-1, 1)})
     with pytest.raises(Exception, match=message):
         run_sweep(
             tasks.sphere,
@@ -157,5 +160,5 @@ def test_a_sampler_error_stops_the_sweep_without_leaving_a_trial_running(
             ],
         )
     trials = optuna.load_study(study_name="broken", storage=storage).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL]
     assert message in trials[2].user_attrs["fail_reason"]

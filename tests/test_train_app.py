@@ -206,13 +206,21 @@ def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind:
     assert train(cfg) < 0.1
 
 
-def test_a_csv_cell_that_is_no_number_is_named(tmp_path: Path) -> None:
+def test_bad_csv_cells_are_named_with_their_line(tmp_path: Path) -> None:
     from hannah_ray.train.data import read_csv
 
     path = tmp_path / "bad.csv"
-    path.write_text("a,b,label\n1,2,x\n3,oops,y\n")
-    with pytest.raises(ValueError, match=r"line 3, column 'b': 'oops' is not a number"):
+    path.write_text("a,b,label\n1,2,x\n\n3,oops,y\n")  # a blank line is skipped, not miscounted
+    with pytest.raises(ValueError, match=r"line 4, column 'b': 'oops' is not a finite number"):
         read_csv(path, "label")
+    path.write_text("a,b,label\n1,2,x\n3,4,\n")
+    with pytest.raises(ValueError, match=r"line 3, label column 'label': ''. Allowed: a number"):
+        read_csv(path, "label")
+    path.write_text("a,b,label\n1,2,10\n3,4,2\n5,6,nan\n")
+    with pytest.raises(ValueError, match=r"line 4, label column 'label': 'nan'"):
+        read_csv(path, "label")
+    path.write_text("a,b,label\n1,2,10\n3,4,2\n")
+    assert read_csv(path, "label")[1].tolist() == [10.0, 2.0]  # numbers, not text sorted '10' < '2'
 
 
 def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:

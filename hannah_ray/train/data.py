@@ -4,6 +4,7 @@ or the user's own ``.npz`` / ``.csv`` file; split train/val/test with a fixed se
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,33 +63,40 @@ def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
     with open(path, newline="", encoding="utf-8-sig") as table:  # -sig: a BOM is no column name
         reader = csv.reader(table)
         columns = [name.strip() for name in next(reader, [])]
-        rows = [row for row in reader if any(cell.strip() for cell in row)]
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     if label not in columns:
         raise ValueError(
             f"dataset.label_column={label!r} is not a column of {str(path)!r}; columns: {columns}."
         )
     at = columns.index(label)
-    features = np.empty((len(rows), len(columns) - 1), dtype=np.float32)
-    for line, row in enumerate(rows, start=2):
+    feature_names = columns[:at] + columns[at + 1 :]
+    features = np.empty((len(rows), len(feature_names)), dtype=np.float32)
+    labels: list[str] = []
+    for index, (line, row) in enumerate(rows):
+        where = f"dataset.path={str(path)!r}, line {line}"
         if len(row) != len(columns):
-            raise ValueError(
-                f"dataset.path={str(path)!r}, line {line}: {len(row)} values, the header has "
-                f"{len(columns)} columns."
-            )
+            raise ValueError(f"{where}: {len(row)} values, the header has {len(columns)} columns.")
         cells = row[:at] + row[at + 1 :]
-        try:
-            features[line - 2] = [float(cell) for cell in cells]
-        except ValueError:
-            bad = next(i for i, cell in enumerate(cells) if not _is_number(cell))
-            name = (columns[:at] + columns[at + 1 :])[bad]
+        bad = next((i for i, cell in enumerate(cells) if not _is_finite_number(cell)), None)
+        if bad is not None:
             raise ValueError(
-                f"dataset.path={str(path)!r}, line {line}, column {name!r}: {cells[bad]!r} is "
-                f"not a number. Allowed: numbers in every column but the label column {label!r}."
-            ) from None
-    labels = [row[at].strip() for row in rows]
+                f"{where}, column {feature_names[bad]!r}: {cells[bad]!r} is not a finite number. "
+                f"Allowed: numbers in every column but the label column {label!r}."
+            )
+        features[index] = [float(cell) for cell in cells]
+        value = row[at].strip()
+        if not value or (_is_number(value) and not _is_finite_number(value)):
+            raise ValueError(
+                f"{where}, label column {label!r}: {row[at]!r}. Allowed: a number or a class name."
+            )
+        labels.append(value)
     if all(_is_number(value) for value in labels):
         return features, np.array([float(value) for value in labels])
     return features, np.array(labels)  # class names, sorted into indices by the caller
+
+
+def _is_finite_number(text: str) -> bool:
+    return _is_number(text) and math.isfinite(float(text))
 
 
 def _is_number(text: str) -> bool:

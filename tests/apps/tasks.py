@@ -89,6 +89,15 @@ def reports_once(cfg: DictConfig) -> float:
     return float(cfg.x)
 
 
+def reports_last_then_again(cfg: DictConfig) -> float:
+    """Marks a report last, then reports once more (e.g. a second ``fit`` stage)."""
+    import hannah_ray
+
+    hannah_ray.report(float(cfg.x), epoch=1, last=True)
+    hannah_ray.report(float(cfg.x), epoch=2)
+    return float(cfg.x)
+
+
 def gpu_probe(cfg: DictConfig) -> dict[str, Any]:
     """What a trial sees of the GPUs: the visible devices and the ids Ray assigned."""
     import ray
