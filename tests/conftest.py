@@ -76,5 +76,20 @@ def run_sweep(ray_address: str, tmp_path: Path, hydra_restore_singletons: Any) -
     return run
 
 
+@pytest.fixture
+def stored_sweep(run_sweep: Callable, tmp_path: Path) -> Callable:
+    """Run a sweep whose study lives in a fresh SQLite file; returns the study's trials."""
+
+    def run(task_function: Callable, overrides: list[str], study_name: str = "study") -> list:
+        import optuna
+
+        storage = f"sqlite:///{tmp_path}/{study_name}.db"
+        study_keys = [f"hydra.sweeper.storage={storage}", f"hydra.sweeper.study_name={study_name}"]
+        run_sweep(task_function, [*overrides, *study_keys])
+        return optuna.load_study(study_name=study_name, storage=storage).trials
+
+    return run
+
+
 def pytest_configure(config: pytest.Config) -> None:
     sys.path[:0] = [str(TESTS)]

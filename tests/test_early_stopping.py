@@ -80,48 +80,25 @@ def test_an_app_that_reports_only_once_runs_under_asha(run_sweep) -> None:
     assert not list(tune_dir.glob("*/result.json"))
 
 
-def test_a_report_marked_last_is_never_cut(run_sweep, tmp_path: Path) -> None:
+def test_a_report_marked_last_is_never_cut(stored_sweep) -> None:
     """ASHA's first rung is at epoch 1, where a worse-than-median trial would be cut: a report
     marked last (the task's work is done) keeps it, and it ends COMPLETE with its return."""
-    storage = f"sqlite:///{tmp_path}/once.db"
-    run_sweep(
-        tasks.reports_once,
-        [
-            "+x=range(0, 6)",
-            "hydra/sweeper/sampler=grid",
-            "hydra/sweeper/scheduler=asha",
-            "hydra.sweeper.scheduler.reduction_factor=2",
-            "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.n_jobs=1",
-            f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=once",
-        ],
-    )
-    trials = optuna.load_study(study_name="once", storage=storage).trials
+    asha = ["hydra/sweeper/scheduler=asha", "hydra.sweeper.scheduler.reduction_factor=2"]
+    grid = ["+x=range(0, 6)", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=6"]
+    trials = stored_sweep(tasks.reports_once, [*grid, *asha, "hydra.sweeper.n_jobs=1"])
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
     for trial in trials:
         assert trial.value == trial.params["+x"] and trial.intermediate_values == {1: trial.value}
 
 
-def test_a_report_after_the_last_one_does_not_break_the_median_rule(
-    run_sweep, tmp_path: Path
-) -> None:
-    storage = f"sqlite:///{tmp_path}/again.db"
-    run_sweep(
+def test_a_report_after_the_last_one_does_not_break_the_median_rule(stored_sweep) -> None:
+    median = ["hydra/sweeper/scheduler=median", "hydra.sweeper.scheduler.min_samples_required=1"]
+    grid = ["+x=range(0, 6)", "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=0"]
+    trials = stored_sweep(
         tasks.reports_last_then_again,
-        [
-            "+x=range(0, 6)",
-            "hydra/sweeper/sampler=grid",
-            "hydra.sweeper.sampler.seed=0",
-            "hydra/sweeper/scheduler=median",
-            "hydra.sweeper.scheduler.min_samples_required=1",
-            "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.n_jobs=1",
-            f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=again",
-        ],
+        [*grid, *median, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1"],
     )
-    states = [t.state for t in optuna.load_study(study_name="again", storage=storage).trials]
+    states = [t.state for t in trials]
     # The rule stopped some trial at its report marked last (kept running) and again at the next.
     assert TrialState.PRUNED in states and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
 

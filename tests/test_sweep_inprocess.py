@@ -85,9 +85,8 @@ def test_multi_objective_pareto_front_is_non_dominated(run_sweep, caplog) -> Non
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsgaii", "qmc", "gp", "grid"])
-def test_every_sampler_runs_a_sweep(run_sweep, tmp_path: Path, sampler: str) -> None:
-    storage = f"sqlite:///{tmp_path}/samplers.db"
-    run_sweep(
+def test_every_sampler_runs_a_sweep(stored_sweep, sampler: str) -> None:
+    trials = stored_sweep(
         tasks.sphere,
         [
             "+x=range(-2, 3)",
@@ -95,11 +94,8 @@ def test_every_sampler_runs_a_sweep(run_sweep, tmp_path: Path, sampler: str) -> 
             f"hydra/sweeper/sampler={sampler}",
             "hydra.sweeper.sampler.seed=0",
             "hydra.sweeper.n_trials=4",
-            f"hydra.sweeper.storage={storage}",
-            "hydra.sweeper.study_name=samplers",
         ],
     )
-    trials = optuna.load_study(study_name="samplers", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
 
 
