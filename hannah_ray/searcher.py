@@ -100,11 +100,7 @@ class HydraOptunaSearch(OptunaSearch):
                 if self._custom_search_space is not None:
                     self._custom_search_space(self._sweep_config, ot_trial)
             except Exception as error:  # the sweep stops; the trial must not stay RUNNING
-                try:
-                    ot_trial.set_user_attr("fail_reason", f"Sampling failed: {error!r}")
-                    self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-                except Exception as store_error:  # the sampler's error matters more
-                    log.error("Could not store trial %d as FAIL: %s", ot_trial.number, store_error)
+                self._store_sampling_failure(ot_trial._trial_id, error)  # noqa: SLF001
                 raise
             self._ot_trials[trial_id] = ot_trial
             self._started[trial_id] = time.monotonic()
@@ -122,15 +118,17 @@ class HydraOptunaSearch(OptunaSearch):
         except Exception as error:
             trial_id = _trial_id_created_by_ask(error)
             if trial_id is not None:
-                storage = self._ot_study._storage  # noqa: SLF001
-                try:
-                    storage.set_trial_user_attr(
-                        trial_id, "fail_reason", f"Sampling failed: {error!r}"
-                    )
-                    storage.set_trial_state_values(trial_id, TrialState.FAIL)
-                except Exception as store_error:  # the sampler's error matters more
-                    log.error("Could not store the trial as FAIL: %s", store_error)
+                self._store_sampling_failure(trial_id, error)
             raise
+
+    def _store_sampling_failure(self, trial_id: int, error: Exception) -> None:
+        """Store a trial whose sampling failed as FAIL, with the reason."""
+        storage = self._ot_study._storage  # noqa: SLF001
+        try:
+            storage.set_trial_user_attr(trial_id, "fail_reason", f"Sampling failed: {error!r}")
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except Exception as store_error:  # the sampler's error matters more
+            log.error("Could not store the trial as FAIL: %s", store_error)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store an intermediate report in the study (Optuna supports them for one objective)."""
