@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
+import gc
 import logging
 import os
 from collections.abc import Mapping
@@ -199,8 +201,19 @@ class RayOptunaSweep:
         os.environ.update(_TUNE_ENVIRONMENT)
         # Only the result files asked for by hydra.sweeper.tune_logs (see _tune_loggers).
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-        if not ray.is_initialized():
-            ray.init(**self.settings.ray_init)
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            _start_ray(self.settings.ray_init)
+        try:
+            self._tune(searcher, ledger, plan)
+        finally:
+            if started_ray:
+                # Leave Ray as the sweep found it. Ray's exit hook would do this too, after first
+                # sleeping 0.5 s for log lines that the trials' job logs already hold.
+                ray.shutdown()
+            skip_garbage_collection_at_exit()
+
+    def _tune(self, searcher: HydraOptunaSearch, ledger: SweepLedger, plan: SweepPlan) -> None:
         self._check_a_node_fits_a_trial()
         payload = TrialPayload(
             hydra_context=self.hydra_context,
@@ -286,6 +299,37 @@ class RayOptunaSweep:
             raise SweepConfigError(
                 f"The trial config does not compose with the overrides {overrides}: {error}"
             ) from error
+
+
+def _start_ray(ray_init: dict[str, Any]) -> None:
+    """``ray.init`` with ``hydra.sweeper.ray``; Ray's refusals of those arguments name the key."""
+    try:
+        ray.init(**ray_init)
+    except (ValueError, ConnectionError) as error:
+        hint = ""
+        if "existing cluster" in str(error):
+            hint = (
+                " A Ray instance is already running (ray start, RAY_ADDRESS) and ray.init joins "
+                "it: leave out the arguments that only a new instance takes, or set "
+                "hydra.sweeper.ray.address=local to start a separate instance."
+            )
+        raise SweepConfigError(
+            f"hydra.sweeper.ray: ray.init with {sorted(ray_init) or 'no arguments'} failed: "
+            f"{error}{hint}"
+        ) from error
+
+
+def skip_garbage_collection_at_exit() -> None:
+    """Freeze the heap when the interpreter exits, so that its final collections skip the objects
+    Ray, Tune, pandas and the study left behind (1.0-1.3 s on 2 cores). Changes nothing before
+    exit; whatever ``atexit`` and ``weakref.finalize`` close still closes."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(gc.freeze)
+        _exit_hook_registered = True
+
+
+_exit_hook_registered = False
 
 
 def _started_ray_here() -> bool:

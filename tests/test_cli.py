@@ -156,3 +156,58 @@ def test_bad_input_prints_one_clear_line_and_no_traceback(tmp_path: Path) -> Non
     )
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.glob("multirun/*/*/0"))
+
+
+def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
+    tmp_path: Path,
+) -> None:
+    # The sweep runs in a script, so that the script can look at Ray and the heap afterwards.
+    script = tmp_path / "sweep_then_check.py"
+    script.write_text(
+        "import atexit, gc, sys\n"
+        # Registered first, so it runs last at exit, after the sweep's own exit hook.
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+        "import runpy, ray\n"
+        f"runpy.run_path({str(SPHERE)!r}, run_name='__main__')\n"
+        "print('Ray initialised after the sweep:', ray.is_initialized())\n"
+        "print('frozen before exit:', gc.get_freeze_count() > 0)\n"
+    )
+    out = _run(
+        [
+            str(script),
+            "-m",
+            "x=interval(-1, 1)",
+            "y=0",
+            "hydra/sweeper=ray_optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.ray.address=local",
+            "hydra.sweeper.ray.num_cpus=1",
+            "hydra.sweeper.ray.include_dashboard=false",
+            "hydra.sweep.dir=sweep",
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    assert "Best: trial" in out
+    assert "Ray initialised after the sweep: False" in out
+    assert "frozen before exit: False" in out
+    assert "frozen at exit: True" in out
+
+
+def test_ray_init_arguments_ray_refuses_name_the_key(tmp_path: Path, ray_address: str) -> None:
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")
+    }
+    done = subprocess.run(
+        [
+            sys.executable, str(SPHERE), "-m", "x=interval(-1, 1)", "y=0",
+            "hydra/sweeper=ray_optuna", "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.ray.address={ray_address}", "hydra.sweeper.ray.num_cpus=1",
+        ],
+        cwd=tmp_path, env={**environment, "RAY_AUTH_MODE": "token"}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "hydra.sweeper.ray: ray.init with ['address', " in done.stderr
+    assert "'num_cpus'] failed: When connecting to an existing cluster, num_cpus" in done.stderr
+    assert "hydra.sweeper.ray.address=local" in done.stderr
+    assert "Traceback" not in done.stderr
