@@ -37,19 +37,57 @@ CONNECT_TIMEOUT_S = 10
 
 
 def mask_url(url: str | None) -> str:
-    """The URL with any password replaced by ``***`` (safe to print, log and write)."""
+    """The URL with its password(s) replaced by ``***`` (safe to print, log and write)."""
     if url is None:
         return "memory (not stored)"
-    if url.startswith(JOURNAL_SCHEME):
-        return url
+    return _mask(url, url_secrets(url))
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every form in which a password of ``url`` may appear in text, longest first: as written
+    (percent-encoded or not) and decoded, from the user part and from ``password=`` parameters."""
+    from urllib.parse import parse_qsl, unquote
+
+    if url.startswith(JOURNAL_SCHEME) or "://" not in url:
+        return []
+    rest = url.partition("://")[2]
+    query = rest.partition("?")[2]
+    authority = rest.partition("/")[0].partition("?")[0]
+    written = []
+    if "@" in authority:
+        # The password runs to the last '@' of the authority, so an unencoded '@' in it stays hidden.
+        user_info = authority.rpartition("@")[0]
+        written.append(user_info.partition(":")[2])
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if unquote(key).lower() in _PASSWORD_PARAMETERS:
+            written.append(value)
+    written += [v for k, v in parse_qsl(query) if k.lower() in _PASSWORD_PARAMETERS]
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        written.append(str(make_url(url).password or ""))
     except Exception:
-        # Unparseable: keep the scheme and the part after any '@' only.
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
+        pass
+    forms = {form for value in written for form in (value, unquote(value)) if form}
+    return sorted(forms, key=len, reverse=True)
+
+
+_PASSWORD_PARAMETERS = ("password", "passwd", "pwd")
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    """``text`` with the secrets replaced where a URL holds a password (``:secret@``,
+    ``password=secret``); anywhere, if that leaves a password in place."""
+    masked = text
+    for secret in secrets:
+        masked = masked.replace(f":{secret}@", ":***@")
+        for key in _PASSWORD_PARAMETERS:
+            masked = masked.replace(f"{key}={secret}", f"{key}=***")
+    if any(left != "***" for left in url_secrets(masked)):
+        for secret in secrets:
+            masked = masked.replace(secret, "***")
+    return masked
 
 
 def resolve_storage_url(url: str | None, base_dir: str) -> str | None:
@@ -175,41 +213,29 @@ def _prepare_sqlite(database: str | None) -> None:
 
 
 def _scrub(text: str, url: str) -> str:
-    """Remove the password of ``url`` from a driver's error text."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:
-        return text
-    return text.replace(str(password), "***") if password else text
+    """Remove the password of ``url`` from a driver's error text, wherever it appears."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
-def storage_password(config: DictConfig) -> str | None:
-    """The password in the (resolved) ``hydra.sweeper.storage`` URL, if any."""
+def storage_secrets(config: DictConfig) -> list[str]:
+    """The forms of the password(s) in the (resolved) ``hydra.sweeper.storage`` URL, if any."""
     url = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-    if not isinstance(url, str) or url.startswith(JOURNAL_SCHEME):
-        return None
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).password or None
-    except Exception:
-        return None
+    return url_secrets(url) if isinstance(url, str) else []
 
 
-def mask_storage_password(config: DictConfig, password: str | None) -> None:
+def mask_storage_secrets(config: DictConfig, secrets: list[str]) -> None:
     """Replace the storage password, in place, wherever Hydra would write it: the sweeper's
     ``storage`` and the recorded command-line overrides (``hydra.yaml``, ``multirun.yaml``)."""
-    if not password:
+    if not secrets:
         return
     hydra = config.hydra
     with read_write(hydra), open_dict(hydra):
         raw = hydra.sweeper._get_node("storage")._value()
-        if isinstance(raw, str) and password in raw:
-            hydra.sweeper.storage = raw.replace(password, "***")
+        if isinstance(raw, str) and _mask(raw, secrets) != raw:
+            hydra.sweeper.storage = _mask(raw, secrets)
         for key in ("hydra", "task"):
             overrides = hydra.overrides[key]
             for index, line in enumerate(list(overrides)):
-                if password in line:
-                    overrides[index] = line.replace(password, "***")
+                overrides[index] = _mask(line, secrets)

@@ -37,10 +37,10 @@ from .searcher import FailureRateStopper, HydraOptunaSearch, TrialStartLogger
 from .settings import SweepSettings
 from .storage import (
     create_storage,
-    mask_storage_password,
+    mask_storage_secrets,
     mask_url,
     resolve_storage_url,
-    storage_password,
+    storage_secrets,
 )
 from .study import check_search_space, existing_trials, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
@@ -173,7 +173,7 @@ class RayOptunaSweep:
         sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
         os.makedirs(sweep_dir, exist_ok=True)
         saved_config = copy.deepcopy(self.config)
-        mask_storage_password(saved_config, storage_password(self.config))
+        mask_storage_secrets(saved_config, storage_secrets(self.config))
         _save_config(saved_config, "multirun.yaml", Path(sweep_dir))
         log.info(
             "ray_optuna: study '%s' in %s, %d trial(s) to run, sampler %s, scheduler %s",

@@ -24,7 +24,7 @@ from .errors import InvalidReturnError, TrialStopped
 from .hydra_job import run_job_like_hydra
 from .objectives import objectives_from_return
 from .reporting import EPOCH, FINAL, ActiveTrial, active_trial
-from .storage import mask_storage_password, storage_password
+from .storage import mask_storage_secrets, storage_secrets
 
 log = logging.getLogger("hannah_ray.trial")
 
@@ -165,7 +165,7 @@ def run_hydra_job(
             sweep_config.hydra.job.id = job_id
             sweep_config.hydra.job.num = number
         # run_job writes .hydra/hydra.yaml: keep the storage password out of it.
-        mask_storage_password(sweep_config, storage_password(sweep_config))
+        mask_storage_secrets(sweep_config, storage_secrets(sweep_config))
         job = run_job_like_hydra(
             hydra_context=payload.hydra_context,
             task_function=_guarded(payload.task_function, trial),

@@ -180,7 +180,7 @@ def test_bad_settings_name_key_value_and_what_is_allowed(
 
 
 def test_storage_password_is_masked_in_the_config_hydra_writes() -> None:
-    from hannah_ray.storage import mask_storage_password, storage_password
+    from hannah_ray.storage import mask_storage_secrets, storage_secrets
 
     url = "postgresql://user:s3cret@db/optuna"
     config = OmegaConf.create(
@@ -192,14 +192,46 @@ def test_storage_password_is_masked_in_the_config_hydra_writes() -> None:
         }
     )
     OmegaConf.set_readonly(config.hydra, True)
-    mask_storage_password(config, storage_password(config))
+    mask_storage_secrets(config, storage_secrets(config))
     text = OmegaConf.to_yaml(config)
     assert "s3cret" not in text
     assert "postgresql://user:***@db/optuna" in text
 
 
+@pytest.mark.parametrize(
+    ("url", "written", "decoded"),
+    [
+        # Percent-encoded, as a password with '@', '/', ':' or '#' must be written.
+        ("postgresql://bob:p%40ss%2Fw0rd@db/optuna", "p%40ss%2Fw0rd", "p@ss/w0rd"),
+        # An unencoded '@': everything up to the authority's last '@' is the password.
+        ("postgresql+psycopg://bob:s@cr@t@db/optuna", "s@cr@t", "s@cr@t"),
+        # As a query parameter, which the PostgreSQL and MySQL drivers accept.
+        ("postgresql://bob@db/optuna?sslmode=off&password=s%3Dcret", "s%3Dcret", "s=cret"),
+        ("redis://:s3cret@localhost:6379/0", "s3cret", "s3cret"),
+    ],
+)
+def test_every_written_form_of_a_storage_password_is_masked(
+    url: str, written: str, decoded: str
+) -> None:
+    from hannah_ray.storage import mask_storage_secrets, storage_secrets
+
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"storage": url},
+                "overrides": {"hydra": [f"hydra.sweeper.storage={url}"], "task": ["x=1"]},
+            }
+        }
+    )
+    mask_storage_secrets(config, storage_secrets(config))
+    text = OmegaConf.to_yaml(config)
+    for shown in (text, mask_url(url)):
+        assert written not in shown and decoded not in shown
+        assert "***" in shown and "bob" in shown or url.startswith("redis")
+
+
 def test_storage_from_an_environment_variable_stays_an_interpolation(monkeypatch) -> None:
-    from hannah_ray.storage import mask_storage_password, storage_password
+    from hannah_ray.storage import mask_storage_secrets, storage_secrets
 
     monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://user:s3cret@db/optuna")
     config = OmegaConf.create(
@@ -210,8 +242,8 @@ def test_storage_from_an_environment_variable_stays_an_interpolation(monkeypatch
             }
         }
     )
-    assert storage_password(config) == "s3cret"
-    mask_storage_password(config, storage_password(config))
+    assert "s3cret" in storage_secrets(config)
+    mask_storage_secrets(config, storage_secrets(config))
     assert "s3cret" not in OmegaConf.to_yaml(config)
     assert config.hydra.sweeper.storage == "postgresql://user:s3cret@db/optuna"  # still usable
 
