@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from decimal import Decimal
 from importlib.util import find_spec
@@ -94,11 +95,9 @@ def grid_from_distributions(distributions: Mapping[str, BaseDistribution]) -> di
     return grid
 
 
-def grid_size(sampler: BaseSampler) -> int | None:
-    """How many points a grid sampler holds (None for other samplers)."""
+def grid_points(sampler: BaseSampler) -> list[dict[str, Any]] | None:
+    """Every point of a grid sampler's grid (None for other samplers)."""
     if not isinstance(sampler, GridSampler):
         return None
-    size = 1
-    for values in sampler._search_space.values():  # noqa: SLF001  (Optuna keeps it private)
-        size *= len(values)
-    return size
+    space = sampler._search_space  # noqa: SLF001  (Optuna keeps it private)
+    return [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
@@ -74,3 +75,27 @@ def check_search_space(
                 f"the sweep asks for {new} ({error}). Use another hydra.sweeper.study_name, or the "
                 "stored search space."
             ) from None
+
+
+def grid_points_to_run(
+    grid: list[dict[str, Any]], trials: list[optuna.trial.FrozenTrial]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The grid points that no COMPLETE or PRUNED trial holds, and those of them that no WAITING
+    trial will run. (Optuna's GridSampler counts a FAILed point as done and, once every point is
+    done, samples random ones again; a rerun must run exactly the missing points.)"""
+    names = list(grid[0]) if grid else []
+
+    def key(params: dict[str, Any]) -> tuple:
+        return tuple(params.get(name, _ABSENT) for name in names)
+
+    done = {key(t.params) for t in trials if t.state in FINISHED}
+    waiting = {
+        key(t.system_attrs.get("fixed_params", t.params))
+        for t in trials
+        if t.state == TrialState.WAITING
+    }
+    missing = [point for point in grid if key(point) not in done]
+    return missing, [point for point in missing if key(point) not in waiting]
+
+
+_ABSENT = object()

@@ -30,7 +30,7 @@ from .errors import SweepConfigError, SweepInterrupted
 from .heartbeat import Heartbeat, reclaim_orphans
 from .ledger import SweepLedger, best_value
 from .results import describe_results, write_results
-from .samplers import build_sampler, grid_size
+from .samplers import build_sampler, grid_points
 from .schedulers import build_scheduler, describe
 from .search_space import SearchSpace, parse_search_space
 from .searcher import FailureRateStopper, HydraOptunaSearch, TrialStartLogger
@@ -42,7 +42,7 @@ from .storage import (
     resolve_storage_url,
     storage_secrets,
 )
-from .study import check_search_space, existing_trials, trials_to_run
+from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
 
 log = logging.getLogger("hannah_ray.sweep")
@@ -166,10 +166,9 @@ class RayOptunaSweep:
                 "n_trials more.",
                 study_name, settings.n_trials,
             )  # fmt: skip
-        size = grid_size(sampler)
-        if size is not None and n_to_run > size:
-            log.info("The grid holds %d points: running %d trials, not %d.", size, size, n_to_run)
-            n_to_run = size
+        grid = grid_points(sampler)
+        if grid is not None:
+            n_to_run = _plan_grid(grid, storage, study_name, n_to_run, resumed=bool(stored))
         sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
         os.makedirs(sweep_dir, exist_ok=True)
         saved_config = copy.deepcopy(self.config)
@@ -299,6 +298,41 @@ class RayOptunaSweep:
             raise SweepConfigError(
                 f"The trial config does not compose with the overrides {overrides}: {error}"
             ) from error
+
+
+def _plan_grid(
+    grid: list[dict[str, Any]],
+    storage: BaseStorage,
+    study_name: str,
+    n_to_run: int,
+    *,
+    resumed: bool,
+) -> int:
+    """Run the grid points no finished trial holds, once each: on a rerun they are queued in the
+    study, since Optuna's GridSampler takes a FAILed point as done."""
+    if not resumed:
+        if n_to_run > len(grid):
+            log.info(
+                "The grid holds %d points: running %d trials, not %d.",
+                len(grid),
+                len(grid),
+                n_to_run,
+            )
+        return min(n_to_run, len(grid))
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    missing, to_queue = grid_points_to_run(grid, study.get_trials(deepcopy=False))
+    if not missing and n_to_run > 0:
+        log.warning("Each of the grid's %d points has a finished trial: none to run.", len(grid))
+        return 0
+    if n_to_run > len(missing):
+        log.info(
+            "%d of the grid's %d points have no finished trial yet: running %d trials, not %d.",
+            len(missing), len(grid), len(missing), n_to_run,
+        )  # fmt: skip
+        n_to_run = len(missing)
+    for point in to_queue[: max(0, n_to_run - (len(missing) - len(to_queue)))]:
+        study.enqueue_trial(point)
+    return n_to_run
 
 
 def _start_ray(ray_init: dict[str, Any]) -> None:
