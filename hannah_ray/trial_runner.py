@@ -205,7 +205,7 @@ def _report(outcome: JobOutcome) -> dict[str, Any]:
 
 def _failed(outcome: JobOutcome, error: BaseException, reason: str) -> JobOutcome:
     outcome.fail_reason = reason
-    outcome.error = _picklable(error)
+    outcome.error = _picklable_error(error)
     return outcome
 
 
@@ -233,11 +233,20 @@ def _guarded(task_function: TaskFunction, trial: ActiveTrial | None) -> TaskFunc
 
 
 def _picklable(value: Any) -> Any:
-    """The value itself if it can travel back to the driver, else its repr."""
+    """The value itself if it can travel back to the driver (pickled here, loaded there), else
+    its repr."""
     from ray import cloudpickle
 
     try:
-        cloudpickle.dumps(value)
+        cloudpickle.loads(cloudpickle.dumps(value))
     except Exception:
         return repr(value)
     return value
+
+
+def _picklable_error(error: BaseException) -> BaseException:
+    """The task's exception if it can travel back to the driver, else a RuntimeError with its type
+    and message (an exception whose ``__init__`` takes other arguments than its ``args`` pickles,
+    but does not load)."""
+    value = _picklable(error)
+    return value if value is error else RuntimeError(f"{type(error).__name__}: {error}")

@@ -171,6 +171,14 @@ def test_task_exception_is_logged_and_failure_rate_tolerated(run_sweep) -> None:
     assert "Traceback" in log_text and "x must not be negative" in log_text
 
 
+def test_a_task_error_that_cannot_be_unpickled_keeps_its_type_and_message(run_sweep) -> None:
+    with pytest.raises(RuntimeError, match=r"DataError: data/train.csv: no such file \(x=1\)"):
+        run_sweep(
+            tasks.raises_an_error_that_does_not_unpickle,
+            ["+x=choice(1)", "hydra/sweeper/sampler=grid", "hydra.sweeper.max_failure_rate=0.0"],
+        )
+
+
 def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(
     run_sweep, tmp_path: Path
 ) -> None:

@@ -31,6 +31,17 @@ def fails_when_negative(cfg: DictConfig) -> float:
     return float(cfg.x)
 
 
+class DataError(Exception):
+    """Pickles, but does not load: ``__init__`` takes other arguments than ``args``."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+
+
+def raises_an_error_that_does_not_unpickle(cfg: DictConfig) -> float:
+    raise DataError("data/train.csv", f"no such file (x={cfg.x})")
+
+
 def returns_bad_value(cfg: DictConfig) -> Any:
     values = {"none": None, "notanumber": math.nan, "infinite": math.inf, "text": "abc", "ok": 1.0}
     return values[cfg.kind]
