@@ -186,6 +186,9 @@ class HydraOptunaSearch(OptunaSearch):
         """Tune started the trial's task on a worker (see ``TrialStartLogger``)."""
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None:
+            # trial_timeout_s counts from here, per attempt (a retry starts it again), not from
+            # sampling: a trial may wait for resources or a worker first.
+            self._started[trial_id] = time.monotonic()
             self._ledger.started(ot_trial.number, ot_trial.params)
 
     def open_trial_ids(self) -> list[int]:

@@ -3,7 +3,9 @@ trials it left RUNNING, hung trials, and many concurrent trials writing to one s
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,8 +80,12 @@ def test_a_sweep_killed_with_sigkill_finishes_when_rerun(tmp_path: Path, ray_add
     assert all(Path(d).name == str(t.number) for d, t in zip(job_dirs, complete, strict=True))
 
 
-def test_a_hung_trial_is_stopped_after_trial_timeout_s(run_sweep, tmp_path: Path) -> None:
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_hung_trial_is_stopped_after_trial_timeout_s(
+    run_sweep, tmp_path: Path, caplog, retries: int
+) -> None:
     storage = f"sqlite:///{tmp_path}/hang.db"
+    caplog.set_level(logging.INFO, logger="hannah_ray")
     run_sweep(
         tasks.hangs_when_negative,
         [
@@ -87,6 +93,7 @@ def test_a_hung_trial_is_stopped_after_trial_timeout_s(run_sweep, tmp_path: Path
             "hydra/sweeper/sampler=grid",
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.trial_timeout_s=3",
+            f"hydra.sweeper.max_retries={retries}",
             "hydra.sweeper.max_failure_rate=0.5",
             f"hydra.sweeper.storage={storage}",
             "hydra.sweeper.study_name=hang",
@@ -97,7 +104,12 @@ def test_a_hung_trial_is_stopped_after_trial_timeout_s(run_sweep, tmp_path: Path
     }
     assert trials[1].state == TrialState.COMPLETE
     assert trials[-1].state == TrialState.FAIL
-    assert "trial_timeout_s=3" in trials[-1].user_attrs["fail_reason"]
+    reason = trials[-1].user_attrs["fail_reason"]
+    assert "trial_timeout_s=3" in reason
+    # A retry runs the trial again, with the full timeout; the time counts per attempt.
+    number = trials[-1].number
+    assert caplog.text.count(f"Trial {number} started") == 1 + retries
+    assert int(re.search(r"ran (\d+) s", reason).group(1)) < 6
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
