@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Mapping
 from decimal import Decimal
@@ -47,6 +48,7 @@ def build_sampler(
     sampler_class = configured_class(KEY, target, BaseSampler, "an optuna.samplers.BaseSampler")
     check_arguments(KEY, sampler_class, kwargs)
     check_packages(sampler_class)
+    kwargs = _without_nulls_meaning_default(sampler_class, kwargs)
     if kwargs.get("seed") is not None and seed_offset:
         kwargs["seed"] = int(kwargs["seed"]) + seed_offset
     if issubclass(sampler_class, GridSampler) and kwargs.get("search_space") is None:
@@ -57,6 +59,19 @@ def build_sampler(
         raise SweepConfigError(
             f"hydra.sweeper.sampler: {sampler_class.__name__}({kwargs}) failed: {error}"
         ) from error
+
+
+def _without_nulls_meaning_default(sampler_class: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``null`` in the config means Optuna's default. Optuna 5 spells several TPE defaults
+    ``None``; older versions default to ``True`` or ``1.0`` there, and read ``None`` as "off"."""
+    parameters = inspect.signature(sampler_class).parameters
+    return {
+        name: value
+        for name, value in kwargs.items()
+        if value is not None
+        or name not in parameters
+        or parameters[name].default is inspect.Parameter.empty
+    }
 
 
 def check_packages(sampler_class: type) -> None:

@@ -87,6 +87,14 @@ def test_a_sampler_whose_package_is_missing_fails_before_any_trial(monkeypatch) 
         build_sampler({"_target_": "optuna.samplers.CmaEsSampler"}, {})
 
 
+def test_a_null_sampler_argument_means_the_samplers_own_default() -> None:
+    # Our TPE config says null for defaults Optuna 5 spells None; older Optuna reads None as off.
+    config = {"_target_": "apps.samplers.DefaultsLikeOldOptuna", "consider_prior": None}
+    sampler = build_sampler({**config, "prior_weight": None, "seed": None}, {})
+    assert (sampler.consider_prior, sampler.prior_weight) == (True, 1.0)
+    assert build_sampler({**config, "prior_weight": 2.0}, {}).prior_weight == 2.0
+
+
 def test_unknown_sampler_argument_names_what_is_allowed() -> None:
     with pytest.raises(SweepConfigError, match="no argument\\(s\\) \\['speed'\\].*Allowed"):
         build_sampler({"_target_": "optuna.samplers.RandomSampler", "speed": 1}, {})

@@ -21,3 +21,11 @@ class FailsInSuggest(RandomSampler):
         if trial.number == 2:
             raise OverflowError("the sampler broke in suggest")
         return super().sample_independent(study, trial, name, distribution)
+
+
+class DefaultsLikeOldOptuna(RandomSampler):
+    """Spells its defaults as Optuna before 5 did for TPE (``True``, ``1.0``), not ``None``."""
+
+    def __init__(self, consider_prior: bool = True, prior_weight: float = 1.0, seed: Any = None):
+        super().__init__(seed=seed)
+        self.consider_prior, self.prior_weight = consider_prior, prior_weight
