@@ -71,12 +71,11 @@ def test_the_app_trains_once_on_the_embedded_data(tmp_path: Path) -> None:
     # Like hannah, the app returns the best epoch's value, not the last one's.
     event_files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     curve = [value for events in event_files for _, value in _scalars(events, "val_error")]
-    # TensorBoard's HPARAMS tab shows a run's hp_metric at its last step (Lightning writes a
-    # placeholder -1 at step 0): the value returned.
-    hp_metric = max(
-        step_value for events in event_files for step_value in _scalars(events, "hp_metric")
-    )
-    assert hp_metric[1] == pytest.approx(validation["val_error"], abs=1e-6)
+    # TensorBoard's HPARAMS tab shows the last hp_metric written (Lightning writes a placeholder
+    # -1 with the hyperparameters, at fit's start; test must not write another): the value returned.
+    hp_metric = [value for events in event_files for value in _scalars(events, "hp_metric")]
+    assert hp_metric[-1][1] == pytest.approx(validation["val_error"], abs=1e-6)
+    assert [value for _, value in hp_metric].count(-1) == 1
     assert len(curve) == 5
     assert validation["val_error"] == pytest.approx(min(curve), abs=1e-6)
     best_epochs = ast.literal_eval(re.search(r"Best epochs: (\{.*\})", log).group(1))

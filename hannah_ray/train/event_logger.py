@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+from typing import Any
+
 from pytorch_lightning.loggers import TensorBoardLogger
 
 
@@ -12,6 +15,22 @@ class OneEventFileLogger(TensorBoardLogger):
     file by the second and the host only, so a test run starting within the same second as
     ``fit`` (short training) would truncate ``fit``'s file and lose its curves.
     """
+
+    _hparams_written = False
+
+    def log_hyperparams(
+        self,
+        params: dict[str, Any] | Namespace,
+        metrics: dict[str, Any] | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Once per file: ``test`` logs the hyperparameters again, and the placeholder
+        ``hp_metric=-1`` that comes with them would be the last value, the one TensorBoard's
+        HPARAMS tab shows."""
+        if self._hparams_written:
+            return
+        super().log_hyperparams(params, metrics, step)
+        self._hparams_written = True
 
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
