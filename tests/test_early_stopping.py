@@ -171,3 +171,18 @@ def test_trials_see_only_the_gpu_ray_assigned(run_sweep, gpu: float, visible: st
     probes = [job.return_value for job in run.returns]
     assert [p["cuda_visible_devices"] for p in probes] == [visible, visible]
     assert [p["ray_gpu_ids"] for p in probes] == [visible, visible]
+
+
+def test_the_lightning_callback_is_one_attribute_away_but_imported_only_on_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hannah_ray\n"
+        "print('lightning imported:', 'pytorch_lightning' in sys.modules)\n"
+        "print(hannah_ray.lightning.ReportCallback(monitor='val_loss').__class__.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines() == ["lightning imported: False", "ReportCallback"]

@@ -231,6 +231,17 @@ def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:
         train(missing_file)
 
 
+def test_seed_may_be_hannahs_one_element_list() -> None:
+    from omegaconf import ListConfig
+
+    from hannah_ray.train.app import hyperparameters, training_seed
+
+    assert training_seed(ListConfig([1234])) == training_seed(1234) == 1234
+    assert hyperparameters(_app_config(["seed=[7]"]))["seed"] == 7
+    with pytest.raises(ValueError, match=r"seed=\[1, 2\]: .* -m seed=choice\(1, 2\)"):
+        training_seed(ListConfig([1, 2]))
+
+
 def test_a_list_of_monitors_returns_each_ones_best(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = _app_config(
@@ -269,6 +280,14 @@ def test_a_sweep_minimising_accuracy_stops_with_a_clear_error(run_sweep) -> None
             config_path=str(REPO / "conf"),
             config_name="config",
         )
+    with pytest.raises(ValueError, match=r"gives 2 objective\(s\), but .* has 1"):
+        run_sweep(
+            train,
+            ["monitor=[val_error,val_loss]", "trainer.max_epochs=1", *TINY,
+             "hydra.sweeper.n_trials=1"],
+            config_path=str(REPO / "conf"),
+            config_name="config",
+        )  # fmt: skip
     # With the right direction the same sweep runs.
     run = run_sweep(
         train,

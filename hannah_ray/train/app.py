@@ -57,11 +57,33 @@ def check_sweep_direction(names: list[str]) -> None:
     given = list(direction) if isinstance(direction, ListConfig | list | tuple) else [direction]
     given = [getattr(d, "name", str(d)) for d in given]  # the sweepers' Direction enums
     wanted = ["maximize" if name in HIGHER_IS_BETTER else "minimize" for name in names]
-    if len(given) == len(wanted) and given != wanted:
+    if len(given) != len(wanted):
+        raise ValueError(
+            f"monitor={names} gives {len(wanted)} objective(s), but hydra.sweeper.direction="
+            f"{given} has {len(given)}. Set hydra.sweeper.direction={wanted}, or monitor one "
+            "metric per direction."
+        )
+    if given != wanted:
         raise ValueError(
             f"monitor={names} is best at {wanted}, but hydra.sweeper.direction={given}: the sweep "
             f"would look for the worst model. Set hydra.sweeper.direction={wanted}."
         )
+
+
+def training_seed(seed: Any) -> int:
+    """``seed``: a number, or hannah's one-element list (``seed: [1234]``)."""
+    if isinstance(seed, ListConfig | list | tuple):
+        if len(seed) != 1:
+            raise ValueError(
+                f"seed={list(seed)}: hannah-ray-train trains one model per run. Allowed: one "
+                "seed, e.g. seed=1234 or seed=[1234]; to train with several, sweep them: "
+                f"-m seed=choice({', '.join(str(s) for s in seed)})."
+            )
+        seed = seed[0]
+    try:
+        return int(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"seed={seed!r}: allowed: an integer, or a list of one.") from None
 
 
 def warn_if_lr_is_overridden(cfg: DictConfig) -> None:
@@ -93,7 +115,7 @@ def train(cfg: DictConfig) -> float | list[float]:
     names = monitored(cfg)
     check_sweep_direction(names)
     warn_if_lr_is_overridden(cfg)
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    pl.seed_everything(training_seed(cfg.seed), workers=True, verbose=False)
     data = ClassificationData(cfg.dataset, cfg.module)
     data.setup()
     model = build_model(cfg.model, data.input_shape, data.num_classes)
@@ -139,7 +161,7 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
         for key in ("model", "optimizer", "scheduler", "module", "dataset")
     }
     chosen["trainer"] = {"max_epochs": cfg.trainer.max_epochs}
-    chosen["seed"] = cfg.seed
+    chosen["seed"] = training_seed(cfg.seed)
     return _flatten(chosen)
 
 
