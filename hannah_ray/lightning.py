@@ -10,9 +10,10 @@ from .reporting import in_trial, report, stop_if_requested
 
 
 class ReportCallback(pl.Callback):
-    """After every validation epoch of ``fit``, report the ``monitor`` metric(s) to the trial, so
-    that a scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next
-    training batch. The report after the last epoch (``max_epochs``, ``max_steps``) is marked
+    """After every validation of ``fit``, report the ``monitor`` metric(s) to the trial, so that a
+    scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next training
+    batch. A validation inside an epoch (``val_check_interval`` < 1) reports at a fractional
+    epoch, which ASHA counts as such; the study keeps the whole epochs' values. The report after the last epoch (``max_epochs``, ``max_steps``) is marked
     last, so that no scheduler stops a trial that has done its work. A no-op outside a trial.
 
     ``monitor``: a logged metric name or a list of them; ``None`` reports every scalar metric
@@ -41,9 +42,23 @@ class ReportCallback(pl.Callback):
             )
         report(
             {name: logged[name] for name in names},
-            epoch=trainer.current_epoch + 1,
+            epoch=epochs_trained(trainer),
             last=_is_last_validation(trainer),
         )
+
+
+def epochs_trained(trainer: pl.Trainer) -> float:
+    """Epochs trained so far: whole at an epoch's end, a fraction at a validation inside an epoch
+    (``val_check_interval`` < 1), so that ASHA's cut-off at epoch 1 judges a whole epoch."""
+    done = trainer.current_epoch + 1
+    total = trainer.num_training_batches
+    try:
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+    except AttributeError:  # a Lightning without this loop state
+        return done
+    if not 0 < batches < total or total == float("inf"):
+        return done
+    return round(trainer.current_epoch + batches / total, 4)
 
 
 def _is_last_validation(trainer: pl.Trainer) -> bool:

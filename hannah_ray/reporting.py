@@ -34,7 +34,7 @@ class ActiveTrial:
     n_objectives: int
     metric: str | list[str] | None
     reports: int = 0
-    last_epoch: int = 0
+    last_epoch: float = 0
     stopped: bool = False
 
 
@@ -58,13 +58,14 @@ def in_trial() -> bool:
 
 
 def report(
-    metrics: float | Mapping[str, Any], *, epoch: int | None = None, last: bool = False
+    metrics: float | Mapping[str, Any], *, epoch: float | None = None, last: bool = False
 ) -> None:
     """Report intermediate metrics of the running trial (e.g. once per epoch).
 
     ``metrics`` is a number (the objective) or a dict; the objective is the key named by
     ``hydra.sweeper.metric``, or the only key. ``epoch`` (the scheduler's time unit) defaults to the
-    number of reports so far. ``last=True`` says the task's work is done (its last epoch): no
+    number of reports so far; a fraction (e.g. 2.5, a validation inside an epoch) counts for the
+    scheduler, while the study keeps the values at whole epochs (Optuna's steps). ``last=True`` says the task's work is done (its last epoch): no
     scheduler stops the trial at this report, so the trial ends COMPLETE with the task's return
     value instead of PRUNED. Outside a trial this does nothing.
     """
@@ -82,7 +83,7 @@ def report(
     if trial.n_objectives == 1:
         result[OBJECTIVE] = intermediate_objective(metrics, trial.metric)
     trial.reports += 1
-    trial.last_epoch = int(epoch) if epoch is not None else trial.reports
+    trial.last_epoch = _epoch(epoch) if epoch is not None else trial.reports
     result[EPOCH] = trial.last_epoch
     if last:
         result[LAST] = True
@@ -126,9 +127,15 @@ def stop_if_requested() -> None:
         log.info(
             "Trial %d stopped early by the scheduler during epoch %d.",
             trial.number,
-            trial.last_epoch + 1,
+            int(trial.last_epoch) + 1,
         )
         raise SystemExit(0)
+
+
+def _epoch(epoch: float) -> float:
+    """Whole epochs as int (Optuna's step), fractions (a validation inside an epoch) as float."""
+    value = float(epoch)
+    return int(value) if value.is_integer() else value
 
 
 def _job_dir() -> str:

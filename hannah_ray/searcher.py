@@ -142,7 +142,10 @@ class HydraOptunaSearch(OptunaSearch):
             return
         if not self._single_objective or OBJECTIVE not in result:
             return
-        step = int(result.get(EPOCH) or result.get("training_iteration") or 0)
+        epoch = float(result.get(EPOCH) or result.get("training_iteration") or 0)
+        if not epoch.is_integer():
+            return  # a validation inside an epoch: for the scheduler; the study keeps whole epochs
+        step = int(epoch)
         steps = self._reported_steps.setdefault(trial_id, set())
         if step in steps:
             return  # Tune hands the result that stopped a trial to on_trial_complete as well

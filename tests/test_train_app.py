@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import csv
 import os
 import re
 import struct
@@ -135,6 +136,39 @@ def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
     assert len(list((run.sweep_dir / "ray_tune").glob("*/result.json"))) == 8
     assert len(list((run.sweep_dir / "ray_tune").glob("*/progress.csv"))) == 8
     assert not list((run.sweep_dir / "ray_tune").glob("*/events.out.tfevents.*"))
+
+
+def test_validations_inside_an_epoch_count_as_fractions_and_the_study_keeps_epoch_ends(
+    run_sweep, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path}/halves.db"
+    run = run_sweep(
+        train,
+        [
+            "trainer.max_epochs=2",
+            "+trainer.val_check_interval=0.5",
+            "trainer.limit_train_batches=4",
+            "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=0",
+            "hydra.sweeper.n_trials=1",
+            # A rung at epoch 1.0 (not at the first validation, half-way through epoch 1).
+            "hydra/sweeper/scheduler=asha",
+            "hydra.sweeper.scheduler.max_t=2",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=halves",
+        ],
+        config_path=str(REPO / "conf"),
+        config_name="config",
+    )
+    (trial,) = optuna.load_study(study_name="halves", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE
+    (events,) = (run.sweep_dir / "0" / "tensorboard").glob("events.out.tfevents.*")
+    curve = [value for _, value in _scalars(events, "val_error")]
+    assert len(curve) == 4  # after 0.5, 1, 1.5 and 2 epochs
+    assert trial.intermediate_values == {1: pytest.approx(curve[1]), 2: pytest.approx(curve[3])}
+    progress = (run.sweep_dir / "ray_tune").glob("*/progress.csv")
+    epochs = [row["epoch"] for row in csv.DictReader(next(progress).open())]
+    assert epochs[:4] == ["0.5", "1", "1.5", "2"]
 
 
 def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
