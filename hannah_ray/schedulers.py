@@ -3,6 +3,7 @@ its arguments checked before any trial."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,12 +70,37 @@ class _LetsLastReportsFinish:
         return action
 
 
+class _StopsDivergedTrials:
+    """A NaN objective (a diverged trial) counts as the worst value: Ray's rules compare with
+    ``<``, which is False for NaN, so they would let such a trial train to its end."""
+
+    # Not inf: Ray interpolates percentiles of the recorded values, and -inf + inf is NaN, which
+    # would turn the cut-off itself into NaN and stop no trial at that rung.
+    _WORST = 1e300
+
+    def _worst_for_nan(self, result: dict) -> dict:
+        value = result.get(self._metric)
+        if isinstance(value, float) and math.isnan(value):
+            worst = self._WORST if self._mode == "min" else -self._WORST
+            return {**result, self._metric: worst}
+        return result
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        return super().on_trial_result(tune_controller, trial, self._worst_for_nan(result))
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, self._worst_for_nan(result))
+
+
 class FifoScheduler(_KeepsStartingWorkers, FIFOScheduler):
     """No early stopping: every trial runs to its end."""
 
 
 class ASHAScheduler(
-    _LetsLastReportsFinish, _KeepsStartingWorkers, tune_schedulers.AsyncHyperBandScheduler
+    _LetsLastReportsFinish,
+    _StopsDivergedTrials,
+    _KeepsStartingWorkers,
+    tune_schedulers.AsyncHyperBandScheduler,
 ):
     """Ray's ASHA, except that a trial that has reached ``max_t`` is not stopped (unless
     ``stop_last_trials``): a rung at ``max_t`` would otherwise cut trials at their last epoch and
@@ -87,7 +113,10 @@ class ASHAScheduler(
 
 
 class MedianStoppingRule(
-    _LetsLastReportsFinish, _KeepsStartingWorkers, tune_schedulers.MedianStoppingRule
+    _LetsLastReportsFinish,
+    _StopsDivergedTrials,
+    _KeepsStartingWorkers,
+    tune_schedulers.MedianStoppingRule,
 ):
     """Ray's median stopping rule, except that a final result without the objective (a trial
     that failed or never reported) is not recorded, as Ray's rule would crash on it later, and

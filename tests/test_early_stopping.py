@@ -186,3 +186,18 @@ def test_the_lightning_callback_is_one_attribute_away_but_imported_only_on_use()
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.splitlines() == ["lightning imported: False", "ReportCallback"]
+
+
+def test_a_diverged_trial_counts_as_the_worst_and_asha_stops_it(stored_sweep) -> None:
+    trials = stored_sweep(
+        tasks.reports_every_epoch,
+        [
+            "+x=range(0, 4)", "+epochs=4", "+epoch_s=0.01", "+diverge_above=2.5",
+            "hydra/sweeper/sampler=grid", "hydra.sweeper.metric=loss", "hydra.sweeper.n_jobs=1",
+            "hydra.sweeper.max_failure_rate=1.0", *ASHA,
+        ],
+    )  # fmt: skip
+    diverged = next(t for t in trials if t.params["+x"] == 3)
+    # Trials 0-2 set the cut-off at epoch 1; NaN used to compare as never worse than it.
+    assert diverged.state == TrialState.PRUNED
+    assert diverged.user_attrs["pruned_at_epoch"] == 1

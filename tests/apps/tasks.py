@@ -87,6 +87,8 @@ def reports_every_epoch(cfg: DictConfig) -> float:
     loss = 0.0
     for epoch in range(1, int(cfg.epochs) + 1):
         loss = float(cfg.x) + 1.0 / epoch
+        if cfg.get("diverge_above") is not None and cfg.x > cfg.diverge_above:
+            loss = math.nan
         hannah_ray.report({"loss": loss, "note": "not a number"}, epoch=epoch)
         time.sleep(float(cfg.epoch_s))
     return loss
