@@ -45,13 +45,26 @@ class SweepConfigComposer:
         self._bases: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict()
         self._max_cached = max_cached
         self._groups: dict[str, bool] = {}
-        repository = getattr(loader, "repository", None)
-        self._group_exists = getattr(repository, "group_exists", None)
-        self._usable = (
-            ConfigLoaderImpl is not None
-            and isinstance(loader, ConfigLoaderImpl)
-            and self._group_exists is not None
-        )
+        self._group_exists = self._groups_as_hydra_sees_them(loader, master)
+        self._usable = self._group_exists is not None
+
+    def _groups_as_hydra_sees_them(self, loader: ConfigLoader, master: DictConfig) -> Any:
+        """``group_exists`` of the config repository Hydra composes from: the loader's, plus the
+        ``hydra.searchpath`` entries (from the primary config or the command line), which Hydra
+        adds to a per-composition copy only. None: let Hydra compose every trial."""
+        if ConfigLoaderImpl is None or not isinstance(loader, ConfigLoaderImpl):
+            return None
+        try:
+            from hydra._internal.config_repository import CachingConfigRepository
+
+            repository = CachingConfigRepository(loader.repository)
+            config_name = OmegaConf.select(master, "hydra.job.config_name", default=None)
+            loader._process_config_searchpath(  # noqa: SLF001
+                config_name, list(self._hydra_overrides), repository
+            )
+            return repository.group_exists
+        except Exception:  # a Hydra whose internals moved: compose every trial with Hydra
+            return None
 
     def compose(self, overrides: list[str]) -> DictConfig:
         split = self._split(overrides) if self._usable else None

@@ -84,3 +84,32 @@ def test_a_bad_override_fails_as_hydra_fails(loader_and_master) -> None:
             loader.load_sweep_config(master, overrides)
         with pytest.raises(type(hydra_error.value)):
             composer.compose(overrides)
+
+
+@pytest.mark.parametrize("where", ["primary config", "command line"])
+def test_config_groups_found_through_hydra_searchpath_are_groups(
+    tmp_path: Path, hydra_restore_singletons: object, where: str
+) -> None:
+    """Hydra adds ``hydra.searchpath`` to a per-composition copy of its repository only; a group
+    that exists only there must still be composed as a group, not set as a string."""
+    conf, extra = tmp_path / "conf", tmp_path / "extra"
+    (extra / "model").mkdir(parents=True)
+    conf.mkdir()
+    (extra / "model" / "small.yaml").write_text("width: 8\n")
+    (extra / "model" / "big.yaml").write_text("width: 512\n")
+    searchpath = f"[file://{extra}]"
+    primary = "defaults:\n  - model: small\n  - _self_\nlr: 0.1\n"
+    overrides = ["hydra/sweeper=ray_optuna", "hydra.sweeper.n_trials=2", "model=small,big"]
+    if where == "primary config":
+        primary += f"hydra:\n  searchpath: {searchpath}\n"
+    else:
+        overrides.append(f"hydra.searchpath={searchpath}")
+    (conf / "config.yaml").write_text(primary)
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", overrides, RunMode.MULTIRUN)
+        composer = SweepConfigComposer(loader, master)
+        for trial in (["model=big"], ["model=big", "lr=0.5"], ["model=small"]):
+            fast = composer.compose(trial)
+            _same(fast, loader.load_sweep_config(master, trial))
+        assert fast.model.width == 8 and composer.compose(["model=big"]).model.width == 512
