@@ -103,13 +103,17 @@ def unwrap_scalar(value: Any) -> Any:
 
 
 def _real(value: Any, where: str, source: str = "The task returned") -> float:
-    value = unwrap_scalar(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidReturnError(
-            f"{source} {_short(value)} ({type(value).__name__}) as {where}, "
-            "expected a finite number."
-        )
-    return float(value)
+    try:
+        value = unwrap_scalar(value)
+        if not isinstance(value, bool) and isinstance(value, numbers.Real):
+            return float(value)
+        problem = ","
+    except Exception as error:  # e.g. OverflowError: an int beyond a float's range
+        problem = f" ({type(error).__name__}: {error}),"
+    raise InvalidReturnError(
+        f"{source} {_short(value)} ({type(value).__name__}) as {where}{problem} "
+        "expected a finite number."
+    )
 
 
 def _finite(value: Any, where: str) -> float:

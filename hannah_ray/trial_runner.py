@@ -182,7 +182,11 @@ def run_hydra_job(
     outcome.return_value = _picklable(job.return_value)
     try:
         objectives = objectives_from_return(job.return_value, payload.n_objectives, payload.metric)
-    except InvalidReturnError as error:
+    except Exception as error:  # InvalidReturnError, or a return value that broke the judging
+        if not isinstance(error, InvalidReturnError):
+            error = InvalidReturnError(
+                f"The task's return value could not be read: {type(error).__name__}: {error}"
+            )
         log.error("Trial %d failed: %s", number, error)
         return _report(_failed(outcome, error, str(error)))
     outcome.complete = True

@@ -50,6 +50,7 @@ def test_a_dict_for_multi_objective_is_picked_by_names() -> None:
         ({"loss": 1}, 1, "acc", "without the metric key\\(s\\) \\['acc'\\]"),
         ({"loss": None}, 1, "loss", "key 'loss'"),
         ([1.0, math.nan], 2, None, "entry 1"),
+        (10**400, 1, None, "\\(int\\) as the return value \\(OverflowError: .*\\), expected"),
     ],
 )
 def test_invalid_returns_say_what_was_returned_and_what_was_expected(
