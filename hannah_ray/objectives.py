@@ -33,6 +33,8 @@ def objectives_from_return(
     metrics = _as_list(metric)
     if isinstance(returned, Mapping):
         return _from_dict(returned, n_objectives, metrics)
+    if getattr(returned, "ndim", None) == 1 and callable(getattr(returned, "tolist", None)):
+        returned = returned.tolist()  # a numpy array or torch tensor of values
     if isinstance(returned, list | tuple):
         if len(returned) != n_objectives:
             raise InvalidReturnError(
@@ -74,6 +76,8 @@ def intermediate_objective(reported: Any, metric: str | Sequence[str] | None = N
 
 
 def _from_dict(returned: Mapping, n_objectives: int, metrics: list[str]) -> Objectives:
+    if not metrics and n_objectives == 1 and len(returned) == 1:
+        metrics = [next(iter(returned))]  # the only entry, as in hannah_ray.report
     if not metrics:
         raise InvalidReturnError(
             f"The task returned a dict with keys {sorted(map(str, returned))}; set "

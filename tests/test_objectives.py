@@ -30,6 +30,12 @@ def test_a_dict_is_picked_by_metric_and_the_rest_kept() -> None:
     assert result.user_attrs == {"acc": 0.9, "tag": "x", "arr": [1]}
 
 
+def test_a_dict_of_one_entry_and_an_array_of_values_need_no_more() -> None:
+    assert objectives_from_return({"loss": np.float64(0.5)}, 1).values == [0.5]
+    assert objectives_from_return(np.array([1.0, 2.0]), 2).values == [1.0, 2.0]
+    assert objectives_from_return(torch.tensor([0.25, 4.0]), 2).values == [0.25, 4.0]
+
+
 def test_a_dict_for_multi_objective_is_picked_by_names() -> None:
     result = objectives_from_return({"a": 1, "b": 2, "c": 3}, 2, ["b", "a"])
     assert result.values == [2.0, 1.0]
@@ -46,7 +52,7 @@ def test_a_dict_for_multi_objective_is_picked_by_names() -> None:
         (True, 1, None, "True \\(bool\\)"),
         ([1.0], 2, None, "returned 1 values.*expected 2"),
         (1.0, 2, None, "expected a list or dict of 2"),
-        ({"loss": 1}, 1, None, "set hydra.sweeper.metric"),
+        ({"loss": 1, "acc": 0.5}, 1, None, "set hydra.sweeper.metric"),
         ({"loss": 1}, 1, "acc", "without the metric key\\(s\\) \\['acc'\\]"),
         ({"loss": None}, 1, "loss", "key 'loss'"),
         ([1.0, math.nan], 2, None, "entry 1"),
