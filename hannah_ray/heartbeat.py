@@ -23,10 +23,16 @@ from optuna.trial import TrialState
 log = logging.getLogger("hannah_ray.sweep")
 
 HEARTBEAT_ATTR = "hannah_ray:heartbeat"
+# The beating sweep's interval: another sweep on the study judges the trial's age by it too.
+INTERVAL_ATTR = "hannah_ray:heartbeat_interval_s"
+# A live trial may miss this many beats (a busy storage, a slow machine) before it counts as orphaned.
+MISSED_BEATS = 3
 
 
-def stamp(storage: BaseStorage, trial_id: int) -> None:
+def stamp(storage: BaseStorage, trial_id: int, interval_s: float | None = None) -> None:
     storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+    if interval_s is not None:
+        storage.set_trial_system_attr(trial_id, INTERVAL_ATTR, float(interval_s))
 
 
 class Heartbeat:
@@ -61,8 +67,8 @@ class Heartbeat:
 
 
 def reclaim_orphans(study: optuna.Study, grace_s: float, requeue: bool) -> int:
-    """Fail (and by default re-queue) the RUNNING trials whose heartbeat is older than ``grace_s``;
-    returns how many."""
+    """Fail (and by default re-queue) the RUNNING trials whose heartbeat is older than ``grace_s``
+    (and than ``MISSED_BEATS`` of their own sweep's beats); returns how many."""
     now = time.time()
     reclaimed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -75,14 +81,18 @@ def reclaim_orphans(study: optuna.Study, grace_s: float, requeue: bool) -> int:
             )
             continue
         age = now - float(beat)
-        if age <= grace_s:
+        # The sweep beating it may beat more slowly than this one would.
+        own_beats = MISSED_BEATS * float(trial.system_attrs.get(INTERVAL_ATTR, 0.0))
+        trial_grace_s = max(grace_s, own_beats)
+        if age <= trial_grace_s:
             log.warning(
                 "Trial %d is RUNNING, its heartbeat %.0f s old: another sweep may be running it, "
-                "so it is left alone (it counts as an orphan after hydra.sweeper.orphan_grace_s="
-                "%s s).",
+                "so it is left alone (it counts as an orphan after %s s: hydra.sweeper.orphan_grace_s, "
+                "or %d of its sweep's heartbeats).",
                 trial.number,
                 age,
-                grace_s,
+                trial_grace_s,
+                MISSED_BEATS,
             )
             continue
         storage = study._storage  # noqa: SLF001

@@ -58,6 +58,7 @@ class HydraOptunaSearch(OptunaSearch):
         custom_search_space: CustomSearchSpace | None = None,
         sweep_config: Any = None,
         trial_timeout_s: float | None = None,
+        heartbeat_interval_s: float | None = None,
     ) -> None:
         modes = ["min" if d == "minimize" else "max" for d in directions]
         multi = len(directions) > 1
@@ -78,6 +79,7 @@ class HydraOptunaSearch(OptunaSearch):
         self._single_objective = not multi
         self._reported_steps: dict[str, set[int]] = {}
         self._trial_timeout_s = trial_timeout_s
+        self._heartbeat_interval_s = heartbeat_interval_s
         self._started: dict[str, float] = {}
 
     @property
@@ -90,7 +92,7 @@ class HydraOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
             ot_trial = self._ask()
-            stamp(self._ot_study._storage, ot_trial._trial_id)  # noqa: SLF001
+            stamp(self._ot_study._storage, ot_trial._trial_id, self._heartbeat_interval_s)  # noqa: SLF001
             try:
                 for name, distribution in self._space.items():
                     retry_when_locked(

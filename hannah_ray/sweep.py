@@ -110,6 +110,7 @@ class RayOptunaSweep:
             custom_search_space=plan.custom_search_space,
             sweep_config=self.config,
             trial_timeout_s=self.settings.trial_timeout_s,
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
         )
         heartbeat = Heartbeat(
             plan.storage, self.settings.heartbeat_interval_s, searcher.open_trial_ids

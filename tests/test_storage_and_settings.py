@@ -282,6 +282,27 @@ def test_orphans_of_a_killed_sweep_are_failed_and_requeued_live_ones_left_alone(
     del foreign
 
 
+def test_a_trial_of_a_sweep_with_a_slower_heartbeat_is_not_taken_for_an_orphan() -> None:
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hannah_ray.heartbeat import reclaim_orphans, stamp
+
+    study = optuna.create_study()
+    slow, dead = (study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}) for _ in range(2))
+    # A live sweep beating every 300 s, last beat 200 s ago; a dead one that beat every 10 s.
+    stamp(study._storage, slow._trial_id, interval_s=300)
+    stamp(study._storage, dead._trial_id, interval_s=10)
+    for trial in (slow, dead):
+        study._storage.set_trial_system_attr(
+            trial._trial_id, "hannah_ray:heartbeat", time.time() - 200
+        )
+    assert reclaim_orphans(study, grace_s=120, requeue=False) == 1
+    assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.FAIL]
+
+
 def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
     from sqlalchemy.exc import OperationalError
 
