@@ -25,7 +25,7 @@ log = logging.getLogger("hannah_ray.sweep")
 HEARTBEAT_ATTR = "hannah_ray:heartbeat"
 # The beating sweep's interval: another sweep on the study judges the trial's age by it too.
 INTERVAL_ATTR = "hannah_ray:heartbeat_interval_s"
-# A live trial may miss this many beats (a busy storage, a slow machine) before it counts as orphaned.
+# A live trial may miss this many beats (a busy storage, a slow machine) before it is an orphan.
 MISSED_BEATS = 3
 
 
@@ -87,8 +87,8 @@ def reclaim_orphans(study: optuna.Study, grace_s: float, requeue: bool) -> int:
         if age <= trial_grace_s:
             log.warning(
                 "Trial %d is RUNNING, its heartbeat %.0f s old: another sweep may be running it, "
-                "so it is left alone (it counts as an orphan after %s s: hydra.sweeper.orphan_grace_s, "
-                "or %d of its sweep's heartbeats).",
+                "so it is left alone (it counts as an orphan after %s s: "
+                "hydra.sweeper.orphan_grace_s, or %d of its sweep's heartbeats).",
                 trial.number,
                 age,
                 trial_grace_s,

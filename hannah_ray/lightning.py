@@ -13,8 +13,9 @@ class ReportCallback(pl.Callback):
     """After every validation of ``fit``, report the ``monitor`` metric(s) to the trial, so that a
     scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next training
     batch. A validation inside an epoch (``val_check_interval`` < 1) reports at a fractional
-    epoch, which ASHA counts as such; the study keeps the whole epochs' values. The report after the last epoch (``max_epochs``, ``max_steps``) is marked
-    last, so that no scheduler stops a trial that has done its work. A no-op outside a trial.
+    epoch, which ASHA counts as such; the study keeps the whole epochs' values. The report after
+    the last epoch (``max_epochs``, ``max_steps``) is marked last, so that no scheduler stops a
+    trial that has done its work. A no-op outside a trial.
 
     ``monitor``: a logged metric name or a list of them; ``None`` reports every scalar metric
     (then ``hydra.sweeper.metric`` names the objective).

@@ -46,7 +46,7 @@ def mask_url(url: str | None) -> str:
 def url_secrets(url: str) -> list[str]:
     """Every form in which a password of ``url`` may appear in text, longest first: as written
     (percent-encoded or not) and decoded, from the user part and from ``password=`` parameters."""
-    from urllib.parse import parse_qsl, unquote
+    from urllib.parse import unquote
 
     if url.startswith(JOURNAL_SCHEME) or "://" not in url:
         return []
@@ -62,7 +62,6 @@ def url_secrets(url: str) -> list[str]:
         key, _, value = pair.partition("=")
         if unquote(key).lower() in _PASSWORD_PARAMETERS:
             written.append(value)
-    written += [v for k, v in parse_qsl(query) if k.lower() in _PASSWORD_PARAMETERS]
     try:
         from sqlalchemy.engine import make_url
 

@@ -358,13 +358,8 @@ def _skip_garbage_collection_at_exit() -> None:
     """Freeze the heap when the interpreter exits, so that its final collections skip the objects
     Ray, Tune, pandas and the study left behind (1.0-1.3 s on 2 cores). Changes nothing before
     exit; whatever ``atexit`` and ``weakref.finalize`` close still closes."""
-    global _exit_hook_registered
-    if not _exit_hook_registered:
-        atexit.register(gc.freeze)
-        _exit_hook_registered = True
-
-
-_exit_hook_registered = False
+    atexit.unregister(gc.freeze)  # once, however many sweeps this process runs
+    atexit.register(gc.freeze)
 
 
 def _started_ray_here() -> bool:
