@@ -68,13 +68,25 @@ def parse_search_space(
 ) -> SearchSpace:
     """Build the search space from ``hydra.sweeper.params`` and the command line (which wins)."""
     parser = OverridesParser.create(config_loader=config_loader)
-    from_config = [f"{key}={value}" for key, value in (config_params or {}).items()]
+    from_config = [
+        f"{key}={'null' if value is None else value}"
+        for key, value in (config_params or {}).items()
+    ]
     space = SearchSpace()
+    # hydra.sweeper.params keys by their target (no +, ++ or ~): the command line replaces them
+    # however it prefixes the same key.
+    from_params: dict[str, str] = {}
     for source, lines in (("hydra.sweeper.params", from_config), ("command line", command_line)):
         for override in _parse(parser, lines, source):
             key = override.get_key_element()
-            space.distributions.pop(key, None)
-            space.fixed.pop(key, None)
+            target = override.key_or_group + (f"@{override.package}" if override.package else "")
+            if source == "command line":
+                replaced = from_params.pop(target, key)
+            else:
+                replaced = from_params[target] = key
+            for earlier in {key, replaced}:
+                space.distributions.pop(earlier, None)
+                space.fixed.pop(earlier, None)
             if override.is_sweep_override():
                 space.distributions[key] = distribution_from_override(override)
             else:

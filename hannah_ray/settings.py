@@ -175,6 +175,12 @@ def _resource(value: Any, key: str) -> float:
             f"hydra.sweeper.resources_per_trial.{key}={value!r}: allowed: a number >= 0 "
             "(fractions share a device, e.g. 0.25)."
         )
+    if key == "gpu" and value > 1 and not float(value).is_integer():
+        # Ray's raylet refuses such a demand: the trials would wait forever.
+        raise SweepConfigError(
+            f"hydra.sweeper.resources_per_trial.gpu={value!r}: allowed: a fraction up to 1 "
+            "(a share of one GPU) or a whole number of GPUs."
+        )
     return float(value)
 
 

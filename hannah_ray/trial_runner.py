@@ -122,11 +122,12 @@ def _watchdog(number: int, timeout_s: float | None) -> threading.Timer | None:
 
 
 def hide_unassigned_gpus() -> None:
-    """A trial that asked for no GPU must not touch one: Ray no longer hides GPUs from it."""
+    """A trial sees exactly the GPUs Ray assigned it, none if it asked for none: Ray no longer
+    hides GPUs from a trial without one, and sets nothing under
+    ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``."""
     import ray
 
-    if not ray.get_gpu_ids():
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in ray.get_gpu_ids())
 
 
 @dataclass

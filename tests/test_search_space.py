@@ -62,6 +62,14 @@ def test_command_line_wins_over_config_params() -> None:
     assert space.fixed == {"z": "z=3"}
 
 
+@pytest.mark.parametrize("line", ["++x=5", "+x=5", "~x"])
+def test_command_line_wins_over_config_params_whatever_its_prefix(line: str) -> None:
+    space = parse_search_space([line], {"x": "choice(1, 2)", "y": None})
+    assert space.distributions == {}
+    # A null in hydra.sweeper.params is YAML's null, not the string 'None'.
+    assert space.trial_overrides({}) == ["y=null", line]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -173,6 +173,7 @@ def test_multi_objective_settings() -> None:
         ("max_failure_rate", 1.5, "max_failure_rate=1.5"),
         ("metric", ["a", "b"], "one key name per direction"),
         ("resources_per_trial.gpu", -1, "resources_per_trial.gpu=-1"),
+        ("resources_per_trial.gpu", 1.5, "gpu=1.5: allowed: a fraction up to 1"),
         ("ray.num_cpu", 2, "ray.init has no argument"),
         ("trial_timeout_s", 0, "trial_timeout_s=0.0: allowed: a number of seconds > 0"),
         ("heartbeat_interval_s", -1, "heartbeat_interval_s=-1.0"),
