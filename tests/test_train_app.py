@@ -265,6 +265,28 @@ def test_a_bad_monitor_or_data_file_names_the_key(tmp_path: Path) -> None:
         train(missing_file)
 
 
+@pytest.mark.parametrize(
+    ("gpu", "trainer", "message"),
+    [
+        (0, ["trainer.accelerator=gpu"], r"trainer.accelerator=gpu, but this trial holds no GPU"),
+        (0.5, ["trainer.devices=2"], r"trainer.devices=2, but this trial holds 1 GPU\(s\)"),
+    ],
+)
+def test_trainer_devices_must_fit_the_trials_gpu_share(
+    run_sweep, gpu: float, trainer: list[str], message: str
+) -> None:
+    # The session's Ray instance declares one logical GPU (none is real here); the check comes
+    # before Lightning looks for a device.
+    with pytest.raises(ValueError, match=message):
+        run_sweep(
+            train,
+            [*trainer, f"hydra.sweeper.resources_per_trial.gpu={gpu}", *TINY,
+             "trainer.max_epochs=1", "hydra.sweeper.n_trials=1"],
+            config_path=str(REPO / "conf"),
+            config_name="config",
+        )  # fmt: skip
+
+
 def test_seed_may_be_hannahs_one_element_list() -> None:
     from omegaconf import ListConfig
 

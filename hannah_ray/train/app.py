@@ -70,6 +70,30 @@ def check_sweep_direction(names: list[str]) -> None:
         )
 
 
+def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
+    """In a sweep trial, ``trainer.accelerator`` / ``trainer.devices`` must fit the GPUs Ray gave
+    the trial (``hydra.sweeper.resources_per_trial.gpu``): it sees only those."""
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+    accelerator = str(trainer_args.get("accelerator", "auto")).lower()
+    devices = trainer_args.get("devices", "auto")
+    share = "hydra.sweeper.resources_per_trial.gpu"
+    if accelerator in ("gpu", "cuda") and not visible:
+        raise ValueError(
+            f"trainer.accelerator={accelerator}, but this trial holds no GPU ({share}=0). Allowed: "
+            f"{share}=0.25 (a share) or more, or trainer.accelerator=auto or cpu."
+        )
+    gpus = accelerator in ("gpu", "cuda", "auto")
+    if visible and gpus and isinstance(devices, int) and devices > len(visible):
+        raise ValueError(
+            f"trainer.devices={devices}, but this trial holds {len(visible)} GPU(s) "
+            f"({share}). Allowed: trainer.devices<={len(visible)}, or a larger {share}."
+        )
+    if visible and accelerator == "cpu":
+        log.warning(
+            "This trial holds a GPU (%s) but trains on the CPU (trainer.accelerator=cpu).", share
+        )
+
+
 def training_seed(seed: Any) -> int:
     """``seed``: a number, or hannah's one-element list (``seed: [1234]``)."""
     if isinstance(seed, ListConfig | list | tuple):
@@ -122,6 +146,8 @@ def train(cfg: DictConfig) -> float | list[float]:
     module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))
     output_dir = _output_dir()
     trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if in_trial():
+        check_devices_fit_the_trial(trainer_args)
     if trainer_args.get("enable_progress_bar") is None:
         trainer_args["enable_progress_bar"] = not in_trial()  # no bars from parallel trials
     trainer_args.setdefault("enable_model_summary", not in_trial())
