@@ -147,7 +147,7 @@ class RayOptunaSweep:
         settings = self.settings
         space = parse_search_space(arguments, settings.params, self.hydra_context.config_loader)
         custom = _load_custom_search_space(settings.custom_search_space)
-        self._check_trial_config(space)
+        self._check_trial_config(space, custom)
         storage_url = resolve_storage_url(settings.storage, self.config.hydra.runtime.cwd)
         storage_label = mask_url(storage_url)
         study_name = settings.study_name or str(self.config.hydra.job.name)
@@ -286,12 +286,25 @@ class RayOptunaSweep:
             return
         raise SweepConfigError(message)
 
-    def _check_trial_config(self, space: SearchSpace) -> None:
-        """Compose one trial's config now, so a bad key fails before any trial runs."""
+    def _check_trial_config(self, space: SearchSpace, custom_search_space: Any) -> None:
+        """Compose one trial's config now, so a bad key fails before any trial runs; with the
+        parameters ``custom_search_space`` adds to it on a throwaway trial."""
         sample = {
             key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
             for key, dist in space.distributions.items()
         }
+        if custom_search_space is not None:
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.enqueue_trial(sample)
+            trial = study.ask(fixed_distributions=dict(space.distributions))
+            try:
+                custom_search_space(self.config, trial)
+            except Exception as error:
+                raise SweepConfigError(
+                    f"hydra.sweeper.custom_search_space={self.settings.custom_search_space!r} "
+                    f"failed on a test trial with {sample}: {type(error).__name__}: {error}"
+                ) from error
+            sample = dict(trial.params)
         overrides = space.trial_overrides(sample)
         try:
             self.hydra_context.config_loader.load_sweep_config(self.config, overrides)

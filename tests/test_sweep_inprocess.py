@@ -349,6 +349,12 @@ def test_rerun_continues_the_stored_study(run_sweep, tmp_path: Path, caplog) -> 
         ("x=interval(0, 1)", "does not compose"),
         ("+hydra.sweeper.ray.num_cpu=1", "num_cpu"),
         ("hydra.sweeper.custom_search_space=apps.nowhere.fn", "custom_search_space"),
+        (
+            "hydra.sweeper.custom_search_space=apps.search_spaces.adds_a_key_the_config_lacks",
+            r"does not compose with the overrides \['\+y=1', 'z=",
+        ),
+        # add_y reads +x, which this command line does not sweep.
+        ("hydra.sweeper.custom_search_space=apps.search_spaces.add_y", "failed on a test trial"),
         ("hydra.sweeper.storage=notaurl", "hydra.sweeper.storage"),
         ("hydra.sweeper.resources_per_trial.cpu=0", "cpu=0 and gpu=0: allowed: cpu > 0"),
         # The session's Ray instance has 2 CPUs and 1 (logical) GPU: such a trial never starts.

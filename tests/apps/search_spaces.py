@@ -7,3 +7,8 @@ def add_y(cfg: Any, trial: Any) -> None:
     """Define-by-run: y's range depends on x, which the override grammar cannot say."""
     x = trial.params["+x"]
     trial.suggest_float("+y", x - 1.0, x + 1.0)
+
+
+def adds_a_key_the_config_lacks(cfg: Any, trial: Any) -> None:
+    """Suggests ``z``, which the app's config does not have (it would need ``+z``)."""
+    trial.suggest_float("z", 0.0, 1.0)
