@@ -13,7 +13,7 @@ class ReportCallback(pl.Callback):
     """After every validation of ``fit``, report the ``monitor`` metric(s) to the trial, so that a
     scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next training
     batch. A validation inside an epoch (``val_check_interval`` < 1) reports at a fractional
-    epoch, which ASHA counts as such; the study keeps the whole epochs' values. The report after
+    epoch, which ASHA counts as such; the study keeps one value per epoch. The report after
     the last epoch (``max_epochs``, ``max_steps``) is marked last, so that no scheduler stops a
     trial that has done its work. A no-op outside a trial.
 
@@ -59,7 +59,7 @@ def epochs_trained(trainer: pl.Trainer) -> float:
         return done
     if not 0 < batches < total or total == float("inf"):
         return done
-    return round(trainer.current_epoch + batches / total, 4)
+    return trainer.current_epoch + batches / total
 
 
 def _is_last_validation(trainer: pl.Trainer) -> bool:

@@ -65,7 +65,7 @@ def report(
     ``metrics`` is a number (the objective) or a dict; the objective is the key named by
     ``hydra.sweeper.metric``, or the only key. ``epoch`` (the scheduler's time unit) defaults to the
     number of reports so far; a fraction (e.g. 2.5, a validation inside an epoch) counts for the
-    scheduler, while the study keeps the values at whole epochs (Optuna's steps). ``last=True``
+    scheduler; the study keeps each epoch's last value (Optuna's steps). ``last=True``
     says the task's work is done (its last epoch): no scheduler stops the trial at this report,
     so the trial ends COMPLETE with the task's return value instead of PRUNED. Outside a trial
     this does nothing.

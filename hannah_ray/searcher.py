@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import time
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class HydraOptunaSearch(OptunaSearch):
         self._ledger = ledger
         self._single_objective = not multi
         self._reported_steps: dict[str, set[int]] = {}
+        self._inside_epoch: dict[str, tuple[int, float]] = {}  # trial -> (step, value) not stored
         self._trial_timeout_s = trial_timeout_s
         self._heartbeat_interval_s = heartbeat_interval_s
         self._started: dict[str, float] = {}
@@ -92,8 +94,15 @@ class HydraOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
             ot_trial = self._ask()
-            stamp(self._ot_study._storage, ot_trial._trial_id, self._heartbeat_interval_s)  # noqa: SLF001
             try:
+                retry_when_locked(
+                    lambda: stamp(
+                        self._ot_study._storage,  # noqa: SLF001
+                        ot_trial._trial_id,  # noqa: SLF001
+                        self._heartbeat_interval_s,
+                    ),
+                    f"Stamping trial {ot_trial.number}",
+                )
                 for name, distribution in self._space.items():
                     retry_when_locked(
                         lambda n=name, d=distribution: suggest_value(ot_trial, n, d),
@@ -145,16 +154,26 @@ class HydraOptunaSearch(OptunaSearch):
         if not self._single_objective or OBJECTIVE not in result:
             return
         epoch = float(result.get(EPOCH) or result.get("training_iteration") or 0)
-        if not epoch.is_integer():
-            return  # a validation inside an epoch: for the scheduler; the study keeps whole epochs
-        step = int(epoch)
+        step, value = math.ceil(epoch), float(result[OBJECTIVE])
+        # A validation inside an epoch (epoch 1.4 is in the 2nd): the study keeps the epoch's last
+        # one at the epoch's step, unless the epoch ends with a validation of its own.
+        held = self._inside_epoch.pop(trial_id, None)
+        if held is not None and held[0] != step:
+            self._report_step(trial_id, *held)
+        if epoch.is_integer():
+            self._report_step(trial_id, step, value)
+        else:
+            self._inside_epoch[trial_id] = (step, value)
+
+    def _report_step(self, trial_id: str, step: int, value: float) -> None:
+        ot_trial = self._ot_trials[trial_id]
         steps = self._reported_steps.setdefault(trial_id, set())
         if step in steps:
             return  # Tune hands the result that stopped a trial to on_trial_complete as well
         steps.add(step)
         try:
             retry_when_locked(
-                lambda: ot_trial.report(float(result[OBJECTIVE]), step),
+                lambda: ot_trial.report(value, step),
                 f"Storing trial {ot_trial.number}'s value at epoch {step}",
             )
         except Exception as error:  # a lost intermediate value must not end the sweep
@@ -202,6 +221,9 @@ class HydraOptunaSearch(OptunaSearch):
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
+        held = self._inside_epoch.pop(trial_id, None)
+        if held is not None and self._single_objective:
+            self._report_step(trial_id, *held)
         self._completed_trials.add(trial_id)
         self._reported_steps.pop(trial_id, None)
         self._started.pop(trial_id, None)

@@ -80,15 +80,16 @@ def check_search_space(
 def grid_points_to_run(
     grid: list[dict[str, Any]], trials: list[optuna.trial.FrozenTrial]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The grid points that no COMPLETE or PRUNED trial holds, and those of them that no WAITING
-    trial will run. (Optuna's GridSampler counts a FAILed point as done and, once every point is
-    done, samples random ones again; a rerun must run exactly the missing points.)"""
+    """The grid points that no COMPLETE, PRUNED or RUNNING trial holds (RUNNING ones left after
+    reclaiming orphans belong to a live sweep), and those of them that no WAITING trial will run.
+    (Optuna's GridSampler counts a FAILed point as done and, once every point is done, samples
+    random ones again; a rerun must run exactly the missing points.)"""
     names = list(grid[0]) if grid else []
 
     def key(params: dict[str, Any]) -> tuple:
         return tuple(params.get(name, _ABSENT) for name in names)
 
-    done = {key(t.params) for t in trials if t.state in FINISHED}
+    done = {key(t.params) for t in trials if t.state in (*FINISHED, TrialState.RUNNING)}
     waiting = {
         key(t.system_attrs.get("fixed_params", t.params))
         for t in trials

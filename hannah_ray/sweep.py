@@ -294,7 +294,12 @@ class RayOptunaSweep:
             for key, dist in space.distributions.items()
         }
         if custom_search_space is not None:
-            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
+            try:
+                study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            finally:
+                optuna.logging.set_verbosity(verbosity)
             study.enqueue_trial(sample)
             trial = study.ask(fixed_distributions=dict(space.distributions))
             try:

@@ -335,3 +335,25 @@ def test_the_console_summary_says_when_no_trial_completed() -> None:
 
     counts = {"complete": 0, "pruned": 0, "fail": 3, "running": 0}
     assert describe_results({"n_trials": counts}) == "No COMPLETE trial, so no best one (3 fail)"
+
+
+def test_a_grid_rerun_runs_failed_and_unrun_points_not_running_or_queued_ones() -> None:
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hannah_ray.study import grid_points_to_run
+
+    grid = [{"x": x} for x in range(5)]
+    states = [TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    trials = [
+        create_trial(
+            state=state,
+            params={"x": x},
+            distributions={"x": IntDistribution(0, 4)},
+            value=0.0 if state == TrialState.COMPLETE else None,
+        )
+        for x, state in enumerate(states)
+    ]
+    missing, to_queue = grid_points_to_run(grid, trials)
+    assert missing == [{"x": 1}, {"x": 3}, {"x": 4}]
+    assert to_queue == [{"x": 1}, {"x": 4}]

@@ -138,8 +138,16 @@ def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
     assert not list((run.sweep_dir / "ray_tune").glob("*/events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize(
+    ("batches", "epochs"),
+    [
+        (4, ["0.5", "1", "1.5", "2"]),
+        # Validations every 2 batches of 5: none at an epoch's end; each epoch's last one counts.
+        (5, ["0.4", "0.8", "1.4", "1.8"]),
+    ],
+)
 def test_validations_inside_an_epoch_count_as_fractions_and_the_study_keeps_epoch_ends(
-    run_sweep, tmp_path: Path
+    run_sweep, tmp_path: Path, batches: int, epochs: list[str]
 ) -> None:
     storage = f"sqlite:///{tmp_path}/halves.db"
     run = run_sweep(
@@ -147,7 +155,7 @@ def test_validations_inside_an_epoch_count_as_fractions_and_the_study_keeps_epoc
         [
             "trainer.max_epochs=2",
             "+trainer.val_check_interval=0.5",
-            "trainer.limit_train_batches=4",
+            f"trainer.limit_train_batches={batches}",
             "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=0",
             "hydra.sweeper.n_trials=1",
@@ -164,11 +172,11 @@ def test_validations_inside_an_epoch_count_as_fractions_and_the_study_keeps_epoc
     assert trial.state == TrialState.COMPLETE
     (events,) = (run.sweep_dir / "0" / "tensorboard").glob("events.out.tfevents.*")
     curve = [value for _, value in _scalars(events, "val_error")]
-    assert len(curve) == 4  # after 0.5, 1, 1.5 and 2 epochs
+    assert len(curve) == 4  # after 0.5, 1, 1.5 and 2 epochs (or 0.4, 0.8, 1.4, 1.8)
     assert trial.intermediate_values == {1: pytest.approx(curve[1]), 2: pytest.approx(curve[3])}
     progress = (run.sweep_dir / "ray_tune").glob("*/progress.csv")
-    epochs = [row["epoch"] for row in csv.DictReader(next(progress).open())]
-    assert epochs[:4] == ["0.5", "1", "1.5", "2"]
+    reported = [row["epoch"] for row in csv.DictReader(next(progress).open())]
+    assert [str(round(float(e), 4)).removesuffix(".0") for e in reported[:4]] == epochs
 
 
 def test_the_hannah_doc_commands_run(tmp_path: Path, ray_address: str) -> None:
