@@ -222,7 +222,7 @@ class HydraOptunaSearch(OptunaSearch):
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
         held = self._inside_epoch.pop(trial_id, None)
-        if held is not None and self._single_objective:
+        if held is not None:  # only a single-objective trial holds one
             self._report_step(trial_id, *held)
         self._completed_trials.add(trial_id)
         self._reported_steps.pop(trial_id, None)

@@ -84,9 +84,14 @@ def _mask(text: str, secrets: list[str]) -> str:
         for key in _PASSWORD_PARAMETERS:
             masked = masked.replace(f"{key}={secret}", f"{key}=***")
     if any(left != "***" for left in url_secrets(masked)):
-        for secret in secrets:
-            masked = masked.replace(secret, "***")
+        masked = _replace_all(masked, secrets)
     return masked
+
+
+def _replace_all(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def resolve_storage_url(url: str | None, base_dir: str) -> str | None:
@@ -213,9 +218,7 @@ def _prepare_sqlite(database: str | None) -> None:
 
 def _scrub(text: str, url: str) -> str:
     """Remove the password of ``url`` from a driver's error text, wherever it appears."""
-    for secret in url_secrets(url):
-        text = text.replace(secret, "***")
-    return text
+    return _replace_all(text, url_secrets(url))
 
 
 def storage_secrets(config: DictConfig) -> list[str]:

@@ -73,7 +73,7 @@ def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     """Ray Tune function trainable."""
     from ray import tune
 
-    hide_unassigned_gpus()
+    show_only_assigned_gpus()
     # Tune reuses this actor for the next trial only once a stopped trial's thread has ended, and
     # errors the next trial if that takes longer than this (default 2 s): allow for the thread to
     # finish its current batch or epoch.
@@ -121,7 +121,7 @@ def _watchdog(number: int, timeout_s: float | None) -> threading.Timer | None:
     return timer
 
 
-def hide_unassigned_gpus() -> None:
+def show_only_assigned_gpus() -> None:
     """A trial sees exactly the GPUs Ray assigned it, none if it asked for none: Ray no longer
     hides GPUs from a trial without one, and sets nothing under
     ``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``."""
