@@ -49,10 +49,16 @@ def build_sampler(
     check_arguments(KEY, sampler_class, kwargs)
     check_packages(sampler_class)
     kwargs = _without_nulls_meaning_default(sampler_class, kwargs)
-    if kwargs.get("seed") is not None and seed_offset:
+    # QMC continues its sequence from the study, and a grid's seed only orders its points:
+    # a shifted seed would start a new sequence (or order) instead.
+    continues_from_study = issubclass(sampler_class, QMCSampler | GridSampler)
+    if kwargs.get("seed") is not None and seed_offset and not continues_from_study:
         kwargs["seed"] = int(kwargs["seed"]) + seed_offset
-    if issubclass(sampler_class, GridSampler) and kwargs.get("search_space") is None:
-        kwargs["search_space"] = grid_from_distributions(distributions)
+    if issubclass(sampler_class, GridSampler):
+        if kwargs.get("search_space") is None:
+            kwargs["search_space"] = grid_from_distributions(distributions)
+        else:
+            check_grid(kwargs["search_space"], distributions)
     try:
         return sampler_class(**kwargs)
     except Exception as error:
@@ -96,7 +102,7 @@ def grid_from_distributions(distributions: Mapping[str, BaseDistribution]) -> di
     for name, dist in distributions.items():
         if isinstance(dist, CategoricalDistribution):
             grid[name] = list(dist.choices)
-        elif isinstance(dist, IntDistribution) and not dist.log:
+        elif isinstance(dist, IntDistribution):
             grid[name] = list(range(dist.low, dist.high + 1, dist.step))
         elif isinstance(dist, FloatDistribution) and dist.step is not None:
             low, step = Decimal(str(dist.low)), Decimal(str(dist.step))
@@ -108,6 +114,39 @@ def grid_from_distributions(distributions: Mapping[str, BaseDistribution]) -> di
                 "Allowed: choice(...), comma lists, range(...)."
             )
     return grid
+
+
+def check_grid(grid: Any, distributions: Mapping[str, BaseDistribution]) -> None:
+    """A given ``search_space`` must grid exactly the swept keys, with values they allow."""
+    if not isinstance(grid, Mapping):
+        raise SweepConfigError(
+            f"{KEY}.search_space={grid!r}: allowed: a mapping of each swept key to a list of values."
+        )
+    if set(grid) != set(distributions):
+        raise SweepConfigError(
+            f"{KEY}.search_space grids {sorted(grid)}, but the swept keys are "
+            f"{sorted(distributions)}: give each swept key, and only those, a list of values "
+            f"(or search_space: null to grid the sweep's own choices and ranges)."
+        )
+    for name, values in grid.items():
+        dist = distributions[name]
+        if not isinstance(values, list | tuple) or not values:
+            raise SweepConfigError(
+                f"{KEY}.search_space.{name}={values!r}: allowed: a non-empty list of values."
+            )
+        outside = [value for value in values if not _allows(dist, value)]
+        if outside:
+            raise SweepConfigError(
+                f"{KEY}.search_space.{name}: {outside} outside the swept {dist}; "
+                "allowed: values the sweep's own override for that key admits."
+            )
+
+
+def _allows(dist: BaseDistribution, value: Any) -> bool:
+    try:
+        return dist._contains(dist.to_internal_repr(value))  # noqa: SLF001
+    except (ValueError, TypeError):
+        return False
 
 
 def grid_points(sampler: BaseSampler) -> list[dict[str, Any]] | None:

@@ -22,6 +22,7 @@ Keys keep their prefix and package (``+key``, ``++key``, ``key@pkg``); ``~key`` 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -70,7 +71,7 @@ def parse_search_space(
     parser = OverridesParser.create(config_loader=config_loader)
     from_config = [
         f"{key}={'null' if value is None else value}"
-        for key, value in (config_params or {}).items()
+        for key, value in _flatten(config_params or {}).items()
     ]
     space = SearchSpace()
     # hydra.sweeper.params keys by their target (no +, ++ or ~): the command line replaces them
@@ -198,6 +199,18 @@ def _unquote(element: Any) -> Any:
     return element.text if isinstance(element, QuotedString) else element
 
 
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested ``hydra.sweeper.params`` (``{model: {lr: ...}}``, as ``+hydra.sweeper.params.model.lr=``
+    writes them) as dotted keys (``model.lr``)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 _TAGS = ("log",)
 
 
@@ -239,5 +252,11 @@ def format_override(key: str, value: Any) -> str:
             return plain
     except HydraException:
         pass
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"{key}='{escaped}'"
+    return f"{key}='{_escape_quoted(value)}'"
+
+
+def _escape_quoted(value: str) -> str:
+    """Hydra reads backslashes in a quoted string as escapes only where they precede a quote
+    (or the closing quote): double those runs and escape the quotes; leave the others alone."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    return re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)

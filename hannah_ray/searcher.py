@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -25,14 +27,29 @@ from ray.tune.stopper import Stopper
 
 from .heartbeat import stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
-from .reporting import EPOCH, FINAL, OBJECTIVE
+from .reporting import EPOCH, FINAL, JOB_DIR, OBJECTIVE
 from .search_space import SearchSpace
 from .storage import retry_when_locked
-from .trial_runner import JobOutcome
+from .trial_runner import JobOutcome, planned_job_dir
 
 log = logging.getLogger(__name__)
 
 CustomSearchSpace = Callable[[Any, optuna.Trial], None]
+
+
+@dataclass
+class _Attempt:
+    """What the searcher has seen of one run of a trial; a Tune retry (``max_retries``, after
+    its worker died) starts a new one, and the dead run's steps become stale."""
+
+    started_s: float  # time.monotonic() at sampling, then at each start on a worker
+    steps: set[int] = field(default_factory=set)  # stored by this run
+    held: tuple[int, float] | None = None  # (step, value) of a validation inside an epoch
+    job_dir: str | None = None  # from the run's reports
+    stale_steps: set[int] = field(default_factory=set)  # stored by earlier runs
+
+    def retry(self) -> _Attempt:
+        return _Attempt(time.monotonic(), stale_steps=self.stale_steps | self.steps)
 
 
 class HydraOptunaSearch(OptunaSearch):
@@ -78,11 +95,9 @@ class HydraOptunaSearch(OptunaSearch):
         self._sweep_config = sweep_config
         self._ledger = ledger
         self._single_objective = not multi
-        self._reported_steps: dict[str, set[int]] = {}
-        self._inside_epoch: dict[str, tuple[int, float]] = {}  # trial -> (step, value) not stored
+        self._attempts: dict[str, _Attempt] = {}
         self._trial_timeout_s = trial_timeout_s
         self._heartbeat_interval_s = heartbeat_interval_s
-        self._started: dict[str, float] = {}
 
     @property
     def study(self) -> optuna.Study:
@@ -114,7 +129,7 @@ class HydraOptunaSearch(OptunaSearch):
                 self._store_sampling_failure(ot_trial._trial_id, error)  # noqa: SLF001
                 raise
             self._ot_trials[trial_id] = ot_trial
-            self._started[trial_id] = time.monotonic()
+            self._attempts[trial_id] = _Attempt(time.monotonic())
         ot_trial = self._ot_trials[trial_id]
         return {
             "number": ot_trial.number,
@@ -123,29 +138,41 @@ class HydraOptunaSearch(OptunaSearch):
 
     def _ask(self) -> optuna.Trial:
         """A new trial; a sampler that fails inside ``ask`` (after the trial was created) must not
-        leave it RUNNING: it is stored FAIL with the reason, and the error stops the sweep."""
-        try:
-            return retry_when_locked(self._ot_study.ask, "Starting a trial")
-        except Exception as error:
-            trial_id = _trial_id_created_by_ask(error)
-            if trial_id is not None:
-                self._store_sampling_failure(trial_id, error)
-            raise
+        leave it RUNNING: it is stored FAIL with the reason, and the error stops the sweep (a
+        locked database asks again, for a new trial)."""
+
+        def ask_once() -> optuna.Trial:
+            try:
+                return self._ot_study.ask()
+            except Exception as error:
+                trial_id = _trial_id_created_by_ask(error)
+                if trial_id is not None:
+                    self._store_sampling_failure(trial_id, error)
+                raise
+
+        return retry_when_locked(ask_once, "Starting a trial")
 
     def _store_sampling_failure(self, trial_id: int, error: Exception) -> None:
         """Store a trial whose sampling failed as FAIL, with the reason."""
         storage = self._ot_study._storage  # noqa: SLF001
+        reason = f"Sampling failed: {error!r}"
+        what = "Storing a trial whose sampling failed"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", f"Sampling failed: {error!r}")
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            retry_when_locked(
+                lambda: storage.set_trial_user_attr(trial_id, "fail_reason", reason), what
+            )
+            retry_when_locked(
+                lambda: storage.set_trial_state_values(trial_id, TrialState.FAIL), what
+            )
         except Exception as store_error:  # the sampler's error matters more
             log.error("Could not store the trial as FAIL: %s", store_error)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store an intermediate report in the study (Optuna supports them for one objective)."""
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None:
+        attempt = self._attempts.get(trial_id)
+        if attempt is None:
             return
+        attempt.job_dir = result.get(JOB_DIR) or attempt.job_dir
         if result.get(FINAL):
             # Store the job's outcome now, not one round trip later in on_trial_complete: the
             # sweep may be interrupted, or the worker die, in between.
@@ -153,27 +180,33 @@ class HydraOptunaSearch(OptunaSearch):
             return
         if not self._single_objective or OBJECTIVE not in result:
             return
-        epoch = float(result.get(EPOCH) or result.get("training_iteration") or 0)
+        epoch = float(result_epoch(result))
         step, value = math.ceil(epoch), float(result[OBJECTIVE])
         # A validation inside an epoch (epoch 1.4 is in the 2nd): the study keeps the epoch's last
         # one at the epoch's step, unless the epoch ends with a validation of its own.
-        held = self._inside_epoch.pop(trial_id, None)
+        held, attempt.held = attempt.held, None
         if held is not None and held[0] != step:
             self._report_step(trial_id, *held)
         if epoch.is_integer():
             self._report_step(trial_id, step, value)
         else:
-            self._inside_epoch[trial_id] = (step, value)
+            attempt.held = (step, value)
 
     def _report_step(self, trial_id: str, step: int, value: float) -> None:
+        """Store one intermediate value. Through the storage, not ``Trial.report``: that ignores
+        a step already stored, and a retried trial's value replaces its dead run's."""
         ot_trial = self._ot_trials[trial_id]
-        steps = self._reported_steps.setdefault(trial_id, set())
+        steps = self._attempts[trial_id].steps
         if step in steps:
             return  # Tune hands the result that stopped a trial to on_trial_complete as well
+        if step < 0:
+            log.warning("Trial %d: epoch %d not stored (steps start at 0).", ot_trial.number, step)
+            return
         steps.add(step)
+        storage, storage_id = self._ot_study._storage, ot_trial._trial_id  # noqa: SLF001
         try:
             retry_when_locked(
-                lambda: ot_trial.report(value, step),
+                lambda: storage.set_trial_intermediate_value(storage_id, step, value),
                 f"Storing trial {ot_trial.number}'s value at epoch {step}",
             )
         except Exception as error:  # a lost intermediate value must not end the sweep
@@ -197,7 +230,7 @@ class HydraOptunaSearch(OptunaSearch):
             self._store(trial_id, pruned_outcome(result))
             return
         outcome = outcome_from_result(result, error)
-        elapsed = time.monotonic() - self._started.get(trial_id, time.monotonic())
+        elapsed = time.monotonic() - self._attempts[trial_id].started_s
         if error and self._trial_timeout_s and elapsed >= self._trial_timeout_s:
             outcome.fail_reason = (
                 f"Exceeded hydra.sweeper.trial_timeout_s={self._trial_timeout_s:g} "
@@ -207,12 +240,13 @@ class HydraOptunaSearch(OptunaSearch):
         self._store(trial_id, outcome)
 
     def trial_started(self, trial_id: str) -> None:
-        """Tune started the trial's task on a worker (see ``TrialStartLogger``)."""
+        """Tune started the trial's task on a worker (see ``TrialStartLogger``): at first, and
+        again for each retry after its worker died (Tune tells the searcher nothing else)."""
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None:
-            # trial_timeout_s counts from here, per attempt (a retry starts it again), not from
-            # sampling: a trial may wait for resources or a worker first.
-            self._started[trial_id] = time.monotonic()
+            # trial_timeout_s counts from here, per attempt, not from sampling: a trial may wait
+            # for resources or a worker first. A retry reports its epochs from the start again.
+            self._attempts[trial_id] = self._attempts[trial_id].retry()
             self._ledger.started(ot_trial.number, ot_trial.params)
 
     def open_trial_ids(self) -> list[int]:
@@ -221,30 +255,50 @@ class HydraOptunaSearch(OptunaSearch):
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes."""
-        held = self._inside_epoch.pop(trial_id, None)
-        if held is not None:  # only a single-objective trial holds one
-            self._report_step(trial_id, *held)
+        attempt = self._attempts[trial_id]
+        if attempt.held is not None:  # only a single-objective trial holds one
+            self._report_step(trial_id, *attempt.held)
         self._completed_trials.add(trial_id)
-        self._reported_steps.pop(trial_id, None)
-        self._started.pop(trial_id, None)
+        del self._attempts[trial_id]
         ot_trial = self._ot_trials.pop(trial_id)
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
+        outcome.job_dir = (
+            outcome.job_dir or attempt.job_dir or self._existing_job_dir(ot_trial.number, trial_id)
+        )
+        stale = sorted(attempt.stale_steps - attempt.steps)
+        if stale:  # Optuna cannot delete a step: say which ones a dead run of the trial left
+            outcome.user_attrs["stale_epochs"] = stale
         what = f"Storing trial {ot_trial.number}"
         try:
             for key, value in trial_user_attrs(outcome, trial_id).items():
                 retry_when_locked(lambda k=key, v=value: ot_trial.set_user_attr(k, v), what)
         except Exception as attr_error:  # the state matters more: tell it anyway
             log.error("Trial %d: user attributes not stored: %s", ot_trial.number, attr_error)
-        if outcome.complete:
-            state, values = TrialState.COMPLETE, outcome.values
-        else:  # a pruned trial's value is its last intermediate one, which Optuna takes itself
-            state, values = (TrialState.PRUNED if outcome.pruned else TrialState.FAIL), None
+        # Optuna takes a pruned trial's value from its highest step: a dead run's, if it got
+        # further than this one.
+        overtaken = max(stale, default=-1) > max(attempt.steps, default=-1)
         try:
-            retry_when_locked(lambda: self._ot_study.tell(ot_trial, values, state=state), what)
+            retry_when_locked(lambda: self._tell(ot_trial, outcome, overtaken), what)
         except Exception as tell_error:  # never lose the sweep over one bad tell
             self._check_stored(ot_trial, tell_error)
         self._ledger.record(ot_trial.number, outcome, stopped=stopped)
+
+    def _tell(self, ot_trial: optuna.Trial, outcome: JobOutcome, overtaken: bool) -> None:
+        if outcome.complete:
+            self._ot_study.tell(ot_trial, outcome.values, state=TrialState.COMPLETE)
+        elif outcome.pruned and overtaken:
+            tell_pruned(self._ot_study, ot_trial, (outcome.values or [math.nan])[0])
+        elif outcome.pruned:  # Optuna takes the value of the last step, the one that stopped it
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        else:
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+
+    def _existing_job_dir(self, number: int, trial_id: str) -> str | None:
+        """The trial's job folder where it reported none (its worker died or hung first, or it
+        was stopped): the planned one, if the job got as far as creating it."""
+        job_dir = planned_job_dir(self._sweep_config, number, trial_id)
+        return job_dir if job_dir is not None and os.path.isdir(job_dir) else None
 
     def fail_open_trials(self) -> None:
         """Store trials Tune never completed (it skips them when the run is interrupted or
@@ -281,10 +335,31 @@ class HydraOptunaSearch(OptunaSearch):
         state = self.__dict__.copy()
         for key in (
             "_ot_study", "_storage", "_sampler", "_ot_trials", "_ledger", "_sweep_config",
-            "_reported_steps", "_started",
+            "_attempts",
         ):  # fmt: skip
             state[key] = None
         return state
+
+
+def result_epoch(result: dict) -> float:
+    """The epoch of a Tune result: the one the task reported (0 included), else Tune's count."""
+    epoch = result.get(EPOCH)
+    return result.get("training_iteration", 0) if epoch is None else epoch
+
+
+def tell_pruned(study: optuna.Study, ot_trial: optuna.Trial, value: float) -> None:
+    """Store the trial PRUNED with ``value``, the report that stopped it, where ``Study.tell``
+    would take a retried trial's dead run's value (from a higher step); otherwise this does what
+    ``tell`` does for a pruned trial (the sampler's hook, then the state)."""
+    storage = study._storage  # noqa: SLF001
+    frozen = storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
+    if frozen.state != TrialState.RUNNING:
+        raise ValueError(f"Cannot tell a {frozen.state.name} trial.")
+    values = None if math.isnan(value) else [value]  # as tell: a NaN trial has no value
+    try:
+        study.sampler.after_trial(study, frozen, TrialState.PRUNED, values)
+    finally:
+        storage.set_trial_state_values(ot_trial._trial_id, TrialState.PRUNED, values)  # noqa: SLF001
 
 
 def _trial_id_created_by_ask(error: BaseException) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -122,7 +123,8 @@ def _tune_logs(value: Any) -> tuple[str, ...]:
 
 def _directions(direction: Any) -> list[str]:
     items = direction if isinstance(direction, list | tuple) else [direction]
-    names = [item.name if isinstance(item, Enum) else str(item) for item in items]
+    # Optuna and the stock sweeper accept any case ("MAXIMIZE", a StudyDirection name).
+    names = [(item.name if isinstance(item, Enum) else str(item)).lower() for item in items]
     bad = [n for n in names if n not in DIRECTIONS]
     if not names or bad:
         raise SweepConfigError(
@@ -187,10 +189,22 @@ def _resource(value: Any, key: str) -> float:
 def _ray_init(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     import ray
 
-    allowed = set(inspect.signature(ray.init).parameters) - {"kwargs"}
+    allowed = set(inspect.signature(ray.init).parameters) - {"kwargs"} | _hidden_ray_init_options()
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise SweepConfigError(
             f"hydra.sweeper.ray: ray.init has no argument(s) {unknown}. Allowed: {sorted(allowed)}."
         )
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _hidden_ray_init_options() -> set[str]:
+    """The options ray.init takes from its ``**kwargs`` (``_temp_dir``, ``_system_config``, ...):
+    its signature does not list them, so they are read off its source."""
+    import ray
+
+    try:
+        source = inspect.getsource(inspect.unwrap(ray.init))
+    except (OSError, TypeError):
+        return set()
+    return set(re.findall(r"kwargs\.pop\(\s*[\"'](\w+)[\"']", source))

@@ -18,7 +18,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -26,6 +26,7 @@ from .errors import SweepConfigError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
+    from sqlalchemy.engine import URL
 
 log = logging.getLogger("hannah_ray.sweep")
 T = TypeVar("T")
@@ -116,12 +117,25 @@ def retry_when_locked(
         try:
             return action()
         except Exception as error:
-            if "database is locked" not in str(error) or attempt == attempts - 1:
+            if not is_locked(error) or attempt == attempts - 1:
                 raise
             delay = first_delay_s * 2**attempt
             log.warning("%s: the database is locked; trying again in %.1f s.", what, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def is_locked(error: BaseException) -> bool:
+    """SQLite said "database is locked", in ``error`` or its causes: Optuna's RDBStorage wraps
+    the SQLAlchemy error in a ``StorageInternalError`` whose own text does not say it."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if "database is locked" in str(cause):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def create_storage(url: str | None) -> BaseStorage:
@@ -144,19 +158,42 @@ def create_storage(url: str | None) -> BaseStorage:
             "sqlite:///file.db, a SQLAlchemy URL such as postgresql://user:pass@host/db, "
             "journal:///file.journal, or redis://host:port/db."
         ) from error
-    engine_kwargs: dict = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         _prepare_sqlite(parsed.database)
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-    elif parsed.get_backend_name() in ("postgresql", "mysql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(parsed))
     except Exception as error:
         raise SweepConfigError(
             f"Cannot open hydra.sweeper.storage={mask_url(url)!r}: "
             f"{type(error).__name__}: {_scrub(str(error), url)}"
         ) from None
+
+
+# The connect-timeout argument of each database driver that has one: the names differ.
+_CONNECT_TIMEOUT_ARGS = {
+    "psycopg": "connect_timeout",
+    "psycopg2": "connect_timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "pg8000": "timeout",
+}
+
+
+def engine_kwargs(parsed: URL) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for a parsed storage URL: SQLite's busy timeout, or the
+    driver's connect timeout (an unknown driver gets none: it may reject any name we guess)."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        return kwargs
+    try:
+        driver = parsed.get_driver_name()
+    except Exception:  # a dialect SQLAlchemy does not know: RDBStorage will say so
+        return kwargs
+    timeout_arg = _CONNECT_TIMEOUT_ARGS.get(driver)
+    if timeout_arg is not None:
+        kwargs["connect_args"] = {timeout_arg: CONNECT_TIMEOUT_S}
+    return kwargs
 
 
 def _redis_storage(url: str) -> BaseStorage:

@@ -19,13 +19,14 @@ from hydra.core.utils import JobReturn, _save_config
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
 from omegaconf import DictConfig
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
+from .compose import SweepConfigComposer
 from .errors import SweepConfigError, SweepInterrupted
 from .heartbeat import Heartbeat, reclaim_orphans
 from .ledger import SweepLedger, best_value
@@ -265,7 +266,19 @@ class RayOptunaSweep:
             )
             if need > 0
         ]
-        return max(1, int(min(limits) + 1e-9)) if limits else None
+        if not limits:
+            return None
+        fits = int(min(limits) + 1e-9)
+        if _started_ray_here():
+            return max(1, fits)
+        log.info(
+            "hydra.sweeper.n_jobs=null: at most %d trial(s) at once, as the cluster's resources "
+            "hold now; on a cluster that grows (an autoscaler), set hydra.sweeper.n_jobs.",
+            fits,
+        )
+        # No node fits a trial yet: leave the limit to Tune, whose pending trials show an
+        # autoscaler the demand (a limit of 1 would hold the sweep at one trial for good).
+        return fits or None
 
     def _check_a_node_fits_a_trial(self) -> None:
         """A trial no node can hold would wait forever: fail now, naming the key. On a cluster this
@@ -287,36 +300,58 @@ class RayOptunaSweep:
         raise SweepConfigError(message)
 
     def _check_trial_config(self, space: SearchSpace, custom_search_space: Any) -> None:
-        """Compose one trial's config now, so a bad key fails before any trial runs; with the
-        parameters ``custom_search_space`` adds to it on a throwaway trial."""
-        sample = {
+        """Compose trial configs now, so a bad key or choice fails before any trial runs: one with
+        every parameter at its first choice or low bound (plus what ``custom_search_space`` adds
+        to it on a throwaway trial), then each other choice and each high bound in turn."""
+        base = {
             key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
             for key, dist in space.distributions.items()
         }
         if custom_search_space is not None:
-            verbosity = optuna.logging.get_verbosity()
-            optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
+            base = self._try_custom_search_space(space, custom_search_space, base)
+        composer = SweepConfigComposer(self.hydra_context.config_loader, self.config)
+        for sample in _samples_to_compose(space.distributions, base):
+            overrides = space.trial_overrides(sample)
             try:
-                study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-            finally:
-                optuna.logging.set_verbosity(verbosity)
-            study.enqueue_trial(sample)
-            trial = study.ask(fixed_distributions=dict(space.distributions))
-            try:
-                custom_search_space(self.config, trial)
+                composer.compose(overrides)
             except Exception as error:
                 raise SweepConfigError(
-                    f"hydra.sweeper.custom_search_space={self.settings.custom_search_space!r} "
-                    f"failed on a test trial with {sample}: {type(error).__name__}: {error}"
+                    f"The trial config does not compose with the overrides {overrides}: {error}"
                 ) from error
-            sample = dict(trial.params)
-        overrides = space.trial_overrides(sample)
+
+    def _try_custom_search_space(
+        self, space: SearchSpace, custom_search_space: Any, sample: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run ``custom_search_space`` on a throwaway trial; returns that trial's parameters."""
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line
         try:
-            self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        study.enqueue_trial(sample)
+        trial = study.ask(fixed_distributions=dict(space.distributions))
+        try:
+            custom_search_space(self.config, trial)
         except Exception as error:
             raise SweepConfigError(
-                f"The trial config does not compose with the overrides {overrides}: {error}"
+                f"hydra.sweeper.custom_search_space={self.settings.custom_search_space!r} "
+                f"failed on a test trial with {sample}: {type(error).__name__}: {error}"
             ) from error
+        return dict(trial.params)
+
+
+def _samples_to_compose(
+    distributions: Mapping[str, BaseDistribution], base: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``base``, then ``base`` with one key changed to each of its other choices or its high
+    bound: each config-group option and value type meets the config once (the composer composes
+    a config-group choice with Hydra, a plain value by applying it to a cached copy)."""
+    samples = [base]
+    for key, dist in distributions.items():
+        others = dist.choices[1:] if isinstance(dist, CategoricalDistribution) else [dist.high]
+        samples += [{**base, key: value} for value in others if value != base[key]]
+    return samples
 
 
 def _plan_grid(

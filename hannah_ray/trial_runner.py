@@ -17,7 +17,7 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobStatus, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .compose import SweepConfigComposer
 from .errors import InvalidReturnError, TrialStopped
@@ -194,6 +194,19 @@ def run_hydra_job(
     outcome.values = objectives.values
     outcome.user_attrs = objectives.user_attrs
     return _report(outcome)
+
+
+def planned_job_dir(config: Any, number: int, job_id: str) -> str | None:
+    """The folder ``run_hydra_job`` gives trial ``number`` (``hydra.sweep.dir/hydra.sweep.subdir``),
+    as the driver can know it without the trial's report; None where the subdir depends on more
+    than ``hydra.job.num`` and ``hydra.job.id`` (e.g. the trial's overrides) or on no config."""
+    try:
+        sweep_dir = str(config.hydra.sweep.dir)
+        subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"]
+        job = OmegaConf.create({"hydra": {"job": {"num": number, "id": job_id}}, "subdir": subdir})
+        return os.path.abspath(os.path.join(sweep_dir, str(job.subdir)))
+    except Exception:  # an interpolation this small config cannot resolve
+        return None
 
 
 def _compose(payload: TrialPayload, overrides: list[str]) -> DictConfig:

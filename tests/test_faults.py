@@ -110,6 +110,9 @@ def test_a_hung_trial_is_stopped_after_trial_timeout_s(
     number = trials[-1].number
     assert caplog.text.count(f"Trial {number} started") == 1 + retries
     assert int(re.search(r"ran (\d+) s", reason).group(1)) < 6
+    # It never reported, yet the study points to its job folder (its log shows the hang).
+    job_dir = Path(trials[-1].user_attrs["job_dir"])
+    assert job_dir.is_dir() and job_dir.name == str(number)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

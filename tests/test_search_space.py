@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hannah_ray.errors import SweepConfigError
@@ -62,6 +63,14 @@ def test_command_line_wins_over_config_params() -> None:
     assert space.fixed == {"z": "z=3"}
 
 
+def test_nested_config_params_are_dotted_keys() -> None:
+    # +hydra.sweeper.params.model.lr=... on the command line writes this nested form.
+    params = OmegaConf.create({"model": {"lr": "interval(0.1, 1)", "depth": "choice(1, 2)"}})
+    space = parse_search_space(["model.depth=4"], params)
+    assert space.distributions == {"model.lr": FloatDistribution(0.1, 1)}
+    assert space.fixed == {"model.depth": "model.depth=4"}
+
+
 @pytest.mark.parametrize("line", ["++x=5", "+x=5", "~x"])
 def test_command_line_wins_over_config_params_whatever_its_prefix(line: str) -> None:
     space = parse_search_space([line], {"x": "choice(1, 2)", "y": None})
@@ -103,7 +112,9 @@ def test_invalid_forms_name_key_value_and_rule(override: str, message: str) -> N
 
 @pytest.mark.parametrize(
     "value", ["plain", "with space", "1", "true", "null", "a,b", "it's", "back\\slash", "x=y", 3, 0.1,
-              1e-05, True, None, -2],
+              1e-05, True, None, -2,
+              # Quoted with backslashes: only those before a quote or the end are escapes.
+              "\\d{1,3}", "C:\\dir\\x, y", "ends\\", "two\\\\", "q\\'uote", "'"],
 )  # fmt: skip
 def test_format_override_round_trips_through_hydras_parser(value: object) -> None:
     line = format_override("key", value)

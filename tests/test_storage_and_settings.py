@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from hannah_ray.errors import SweepConfigError
 from hannah_ray.samplers import build_sampler, grid_from_distributions
+from hannah_ray.schedulers import build_scheduler
 from hannah_ray.search_space import parse_search_space
 from hannah_ray.settings import SweepSettings
 from hannah_ray.storage import create_storage, mask_url, resolve_storage_url
@@ -305,6 +306,7 @@ def test_a_trial_of_a_sweep_with_a_slower_heartbeat_is_not_taken_for_an_orphan()
 
 
 def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
+    from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import OperationalError
 
     from hannah_ray.storage import retry_when_locked
@@ -314,7 +316,10 @@ def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
     def locked_twice() -> str:
         calls.append(1)
         if len(calls) < 3:
-            raise OperationalError("UPDATE trials", {}, Exception("database is locked"))
+            try:
+                raise OperationalError("UPDATE trials", {}, Exception("database is locked"))
+            except OperationalError as error:  # what Optuna's RDBStorage raises instead
+                raise StorageInternalError("An exception is raised during the commit.") from error
         return "stored"
 
     assert retry_when_locked(locked_twice, "test", first_delay_s=0) == "stored"
@@ -328,6 +333,31 @@ def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
     with pytest.raises(OperationalError, match="no such table"):
         retry_when_locked(broken, "test", first_delay_s=0)
     assert len(calls) == 1  # only a locked database is worth another try
+
+
+@pytest.mark.parametrize(
+    ("url", "connect_args"),
+    [
+        ("sqlite:///study.db", {"timeout": 60}),
+        ("postgresql://user:pw@db/optuna", {"connect_timeout": 10}),  # psycopg 3
+        ("postgresql+psycopg2://user:pw@db/optuna", {"connect_timeout": 10}),
+        ("postgresql+pg8000://user:pw@db/optuna", {"timeout": 10}),
+        ("mysql://user:pw@db/optuna", {"connect_timeout": 10}),  # mysqlclient
+        ("mysql+pymysql://user:pw@db/optuna", {"connect_timeout": 10}),
+        ("mysql+mysqlconnector://user:pw@db/optuna", None),
+        ("postgresql+asyncpg://user:pw@db/optuna", None),
+    ],
+)
+def test_each_driver_gets_its_own_connect_timeout_argument(
+    url: str, connect_args: dict | None
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    from hannah_ray.storage import engine_kwargs
+
+    kwargs = engine_kwargs(make_url(url))
+    assert kwargs.get("connect_args") == connect_args  # a driver we do not know gets none
+    assert kwargs["pool_pre_ping"] is True
 
 
 def test_the_console_summary_says_when_no_trial_completed() -> None:
@@ -357,3 +387,53 @@ def test_a_grid_rerun_runs_failed_and_unrun_points_not_running_or_queued_ones() 
     missing, to_queue = grid_points_to_run(grid, trials)
     assert missing == [{"x": 1}, {"x": 3}, {"x": 4}]
     assert to_queue == [{"x": 1}, {"x": 4}]
+
+
+def test_ray_inits_hidden_options_are_allowed() -> None:
+    # ray.init takes these from **kwargs: its signature does not list them.
+    settings = _settings(**{"ray._temp_dir": "/scratch/ray", "ray._system_config": {"a": 1}})
+    assert settings.ray_init["_temp_dir"] == "/scratch/ray"
+    assert settings.ray_init["_system_config"] == {"a": 1}
+    with pytest.raises(SweepConfigError, match=r"no argument\(s\) \['_tmp_dir'\].*'_temp_dir'"):
+        _settings(**{"ray._tmp_dir": "/scratch/ray"})
+
+
+def test_directions_in_any_case_as_optuna_takes_them() -> None:
+    assert _settings(direction=["MAXIMIZE", "Minimize"]).directions == ["maximize", "minimize"]
+
+
+def test_asha_rungs_may_be_fractions_of_an_epoch() -> None:
+    # val_check_interval < 1 reports at epochs 0.5, 1, 1.5, ...
+    config = OmegaConf.merge(
+        OmegaConf.structured(_SCHEDULERS["asha"]), {"grace_period": 0.5, "max_t": 2.5}
+    )
+    scheduler = build_scheduler(OmegaConf.to_container(config), ["minimize"])
+    assert (scheduler._brackets[0]._rungs[-1][0], scheduler._max_t) == (0.5, 2.5)
+    assert OmegaConf.structured(_SCHEDULERS["asha"]).grace_period == 1  # still an int by default
+
+
+def test_qmc_and_grid_seeds_are_not_shifted_on_resume() -> None:
+    # QMC continues its sequence from the study; a shifted seed would start another sequence.
+    config = {"_target_": "optuna.samplers.QMCSampler", "seed": 3, "scramble": True}
+    assert build_sampler(config, {}, seed_offset=4)._seed == 3
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"y": [1, 2]}, r"grids \['y'\], but the swept keys are \['x'\]"),
+        ({"x": [1, 7]}, r"search_space.x: \[7\] outside the swept IntDistribution"),
+        ({"x": []}, r"search_space.x=\[\]: allowed: a non-empty list"),
+    ],
+)
+def test_a_given_grid_must_fit_the_swept_keys(grid: dict, message: str) -> None:
+    space = parse_search_space(["x=range(1, 4)"])
+    with pytest.raises(SweepConfigError, match=message):
+        build_sampler(
+            {"_target_": "optuna.samplers.GridSampler", "search_space": grid}, space.distributions
+        )
+
+
+def test_a_log_int_range_can_be_gridded() -> None:
+    space = parse_search_space(["x=tag(log, range(1, 5))"])
+    assert grid_from_distributions(space.distributions) == {"x": [1, 2, 3, 4]}

@@ -371,6 +371,30 @@ def test_bad_input_fails_before_any_trial(
     assert not sweep_dir.exists() or _numbered_job_dirs(sweep_dir) == []
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # Each config-group option is composed, not only the first one written.
+        (["db=choice(alpha, nosuch)"], r"\['db=nosuch'\].*nosuch"),
+        # beta has no port: caught although alpha, the first choice, has one.
+        (["db=choice(alpha, beta)", "db.port=range(5432, 5434)"], r"\['db=beta', 'db.port=5432'\]"),
+    ],
+)
+def test_every_choice_and_bound_is_composed_before_any_trial(
+    run_sweep, tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    sweep_dir = tmp_path / "bad"
+    with pytest.raises(SweepConfigError, match=f"does not compose.*{message}"):
+        run_sweep(
+            tasks.config_group_score,
+            overrides,
+            config_path="apps/conf",
+            config_name="config",
+            sweep_dir=sweep_dir,
+        )
+    assert not sweep_dir.exists() or _numbered_job_dirs(sweep_dir) == []
+
+
 def test_unknown_sampler_is_rejected_by_hydra(run_sweep) -> None:
     with pytest.raises(Exception, match="hydra/sweeper/sampler"):
         run_sweep(tasks.sphere, ["+x=interval(0, 1)", "hydra/sweeper/sampler=annealing"])

@@ -1,0 +1,186 @@
+"""What the searcher stores about each trial, driven like Ray Tune drives it, without Ray:
+intermediate values, PRUNED values, retried trials, job folders, a locked SQLite file."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from hannah_ray.ledger import SweepLedger
+from hannah_ray.reporting import EPOCH, FINAL, JOB_DIR, OBJECTIVE
+from hannah_ray.results import write_trials_table
+from hannah_ray.search_space import SearchSpace
+from hannah_ray.searcher import HydraOptunaSearch
+from hannah_ray.trial_runner import JobOutcome
+
+
+def _searcher(
+    storage: optuna.storages.BaseStorage | None = None, sweep_dir: Path | None = None
+) -> HydraOptunaSearch:
+    sweep_config = None
+    if sweep_dir is not None:  # Hydra's default job folders: <sweep dir>/<job number>
+        sweep_config = OmegaConf.create(
+            {"hydra": {"sweep": {"dir": str(sweep_dir), "subdir": "${hydra.job.num}"}}}
+        )
+    return HydraOptunaSearch(
+        search_space=SearchSpace({"x": FloatDistribution(0, 1)}),
+        directions=["minimize"],
+        study_name="study",
+        storage=storage or optuna.storages.InMemoryStorage(),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        ledger=SweepLedger(0.5, 4, ["minimize"]),
+        sweep_config=sweep_config,
+    )
+
+
+def _report(epoch: float, value: float, iteration: int, **extra: object) -> dict:
+    """An intermediate result as Tune hands it over (``training_iteration`` counts from 1)."""
+    return {OBJECTIVE: value, EPOCH: epoch, "training_iteration": iteration, **extra}
+
+
+def _final(value: float, job_dir: str | None = None) -> dict:
+    outcome = JobOutcome(overrides=[], complete=True, values=[value], job_dir=job_dir)
+    return {FINAL: True, "job_outcome": outcome}
+
+
+def _started(searcher: HydraOptunaSearch, trial_id: str = "t1") -> None:
+    searcher.suggest(trial_id)
+    searcher.trial_started(trial_id)
+
+
+def test_reports_from_epoch_0_are_stored_at_their_own_steps() -> None:
+    searcher = _searcher()
+    _started(searcher)
+    for epoch, loss in enumerate([0.9, 0.5, 0.3]):  # the README's loop: epoch=0, 1, 2
+        searcher.on_trial_result("t1", _report(epoch, loss, epoch + 1))
+    searcher.on_trial_result("t1", _final(0.3))
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.intermediate_values == {0: 0.9, 1: 0.5, 2: 0.3}
+
+
+def test_a_trial_pruned_after_epoch_0_keeps_the_value_that_stopped_it() -> None:
+    searcher = _searcher()
+    _started(searcher)
+    searcher.on_trial_result("t1", _report(0, 0.2, 1))
+    # ASHA stops it on its epoch-1 report, which Tune hands to on_trial_complete only.
+    searcher.on_trial_complete("t1", result=_report(1, 0.9, 2))
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.PRUNED
+    assert trial.value == 0.9
+    assert trial.user_attrs["pruned_at_epoch"] == 1
+    assert trial.intermediate_values == {0: 0.2, 1: 0.9}
+
+
+def test_a_retried_trial_stores_its_new_run_and_names_the_dead_runs_epochs() -> None:
+    searcher = _searcher()
+    _started(searcher)
+    for epoch in range(1, 6):  # the first run reports 5 epochs, then its worker dies
+        searcher.on_trial_result("t1", _report(epoch, 1.0 / epoch, epoch))
+    searcher.trial_started("t1")  # Tune retries it (max_retries): all the searcher is told
+    for epoch in (1, 2):
+        searcher.on_trial_result("t1", _report(epoch, 10.0 + epoch, epoch))
+    searcher.on_trial_complete("t1", result=_report(3, 13.0, 3))  # ASHA stops it at epoch 3
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.PRUNED
+    assert trial.value == 13.0  # not 0.2, the dead run's epoch 5
+    assert trial.user_attrs["pruned_at_epoch"] == 3
+    # The new run's values replace the dead run's; Optuna cannot delete epochs 4 and 5.
+    assert trial.intermediate_values == {1: 11.0, 2: 12.0, 3: 13.0, 4: 0.25, 5: 0.2}
+    assert trial.user_attrs["stale_epochs"] == [4, 5]
+
+
+def test_a_retried_trial_that_gets_further_has_no_stale_epochs() -> None:
+    searcher = _searcher()
+    _started(searcher)
+    searcher.on_trial_result("t1", _report(1, 5.0, 1))
+    searcher.trial_started("t1")
+    for epoch in (1, 2):
+        searcher.on_trial_result("t1", _report(epoch, 1.0 + epoch, epoch))
+    searcher.on_trial_result("t1", _final(2.5))
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.COMPLETE and trial.value == 2.5
+    assert trial.intermediate_values == {1: 2.0, 2: 3.0}
+    assert "stale_epochs" not in trial.user_attrs
+
+
+def _table(study: optuna.Study, tmp_path: Path) -> dict[str, dict[str, str]]:
+    import csv
+
+    write_trials_table(study.trials, 1, str(tmp_path / "trials.csv"))
+    with open(tmp_path / "trials.csv") as table:
+        return {row["number"]: row for row in csv.DictReader(table)}
+
+
+def test_trials_that_fail_without_a_final_report_point_to_their_job_folder(
+    tmp_path: Path,
+) -> None:
+    sweep_dir = tmp_path / "sweep"
+    searcher = _searcher(sweep_dir=sweep_dir)
+    for trial_id in ("died", "reported_then_died", "stopped", "never_started"):
+        searcher.suggest(trial_id)
+    for number in (0, 2):  # run_job created these folders; then the worker died or hung
+        (sweep_dir / str(number)).mkdir(parents=True)
+    searcher.trial_started("died")
+    searcher.on_trial_complete("died", error=True)
+    searcher.trial_started("reported_then_died")
+    reported_dir = str(tmp_path / "elsewhere" / "1")  # a custom hydra.sweep.subdir
+    searcher.on_trial_result("reported_then_died", _report(1, 0.5, 1, **{JOB_DIR: reported_dir}))
+    searcher.on_trial_complete("reported_then_died", error=True)
+    searcher.trial_started("stopped")
+    searcher.fail_open_trials()  # Ctrl-C: Tune never completes the open trials
+    rows = _table(searcher.study, tmp_path)
+    assert [row["state"] for row in rows.values()] == ["FAIL"] * 4
+    assert rows["0"]["job_dir"] == str(sweep_dir / "0")
+    assert rows["1"]["job_dir"] == reported_dir
+    assert rows["2"]["job_dir"] == str(sweep_dir / "2")
+    assert rows["3"]["job_dir"] == ""  # it never ran: no folder to point to
+    assert searcher.study.trials[0].user_attrs["job_dir"] == str(sweep_dir / "0")
+
+
+def _hold_sqlite_lock(path: Path, hold_s: float, locked: threading.Event) -> threading.Thread:
+    """Another writer (e.g. a second sweep) holding the SQLite file for ``hold_s`` seconds."""
+    release = threading.Event()
+
+    def hold() -> None:
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(hold_s)  # the lock holder's own work; nobody sets it
+        connection.execute("COMMIT")
+        connection.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_result_arriving_while_another_writer_locks_sqlite_is_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "study.db"
+    with sqlite3.connect(path) as connection:  # as create_storage sets it up
+        connection.execute("PRAGMA journal_mode=WAL")
+    url = f"sqlite:///{path}"
+    # A busy timeout far shorter than the lock, so that SQLite gives up and the searcher retries.
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.05}})
+    searcher = _searcher(storage)
+    _started(searcher)
+    locked = threading.Event()
+    holder = _hold_sqlite_lock(path, hold_s=1.0, locked=locked)
+    assert locked.wait(10)
+    caplog.set_level(logging.WARNING, logger="hannah_ray")
+    searcher.on_trial_result("t1", _final(0.1))
+    holder.join()
+    (trial,) = optuna.load_study(study_name="study", storage=url).trials
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.1
+    assert trial.user_attrs["ray_trial_id"] == "t1"
+    assert "the database is locked; trying again" in caplog.text
