@@ -28,14 +28,39 @@ def monitored(cfg: DictConfig) -> list[str]:
     """The ``monitor`` names, checked against what the module logs (before any training)."""
     from .module import MONITORABLE
 
-    names = [cfg.monitor] if isinstance(cfg.monitor, str) else list(cfg.monitor)
-    unknown = [n for n in names if n not in MONITORABLE]
-    if not names or unknown:
+    given = cfg.monitor
+    names = [given] if isinstance(given, str) else list(given) if _is_list(given) else None
+    if not names or any(n not in MONITORABLE for n in names):
+        shown = OmegaConf.to_container(given, resolve=True) if _is_list(given) else given
         raise ValueError(
-            f"monitor={OmegaConf.to_container(cfg, resolve=True)['monitor']!r}: allowed: one of "
-            f"{list(MONITORABLE)} or a list of them."
+            f"monitor={shown!r}: allowed: one of {list(MONITORABLE)} or a list of them."
         )
     return names
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, ListConfig | list | tuple)
+
+
+def check_validation_runs(trainer_args: dict[str, Any], names: list[str]) -> None:
+    """The app returns what validation measures: a trainer that never validates would train in
+    vain and end without a value, so it is refused before training."""
+    limit = trainer_args.get("limit_val_batches", 1.0)
+    if limit is not None and limit == 0:
+        raise ValueError(
+            f"trainer.limit_val_batches={limit}: no validation, so monitor={names} is never "
+            "measured and the run has no value to return. Allowed: trainer.limit_val_batches > 0 "
+            "(a fraction of the validation batches, or a number of them)."
+        )
+    every = trainer_args.get("check_val_every_n_epoch", 1)
+    epochs = trainer_args.get("max_epochs")
+    bounded = trainer_args.get("max_steps", -1) in (-1, None) and not trainer_args.get("max_time")
+    if isinstance(every, int) and isinstance(epochs, int) and 0 < epochs < every and bounded:
+        raise ValueError(
+            f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs}: no "
+            f"validation, so monitor={names} is never measured. Allowed: "
+            f"trainer.check_val_every_n_epoch <= trainer.max_epochs."
+        )
 
 
 def check_sweep_direction(names: list[str]) -> None:
@@ -72,7 +97,7 @@ def check_sweep_direction(names: list[str]) -> None:
 
 def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
     """In a sweep trial, ``trainer.accelerator`` / ``trainer.devices`` must fit the GPUs Ray gave
-    the trial (``hydra.sweeper.resources_per_trial.gpu``): it sees only those."""
+    the trial (``hydra.sweeper.resources_per_trial.gpu``): it sees only those, numbered from 0."""
     visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
     accelerator = str(trainer_args.get("accelerator", "auto")).lower()
     devices = trainer_args.get("devices", "auto")
@@ -82,16 +107,38 @@ def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
             f"trainer.accelerator={accelerator}, but this trial holds no GPU ({share}=0). Allowed: "
             f"{share}=0.25 (a share) or more, or trainer.accelerator=auto or cpu."
         )
+    wanted = requested_gpus(devices)
     gpus = accelerator in ("gpu", "cuda", "auto")
-    if visible and gpus and isinstance(devices, int) and devices > len(visible):
+    if visible and gpus and wanted is not None and max(wanted, default=-1) >= len(visible):
+        indices = list(range(len(visible)))
         raise ValueError(
-            f"trainer.devices={devices}, but this trial holds {len(visible)} GPU(s) "
-            f"({share}). Allowed: trainer.devices<={len(visible)}, or a larger {share}."
+            f"trainer.devices={devices!r}, but this trial holds {len(visible)} GPU(s) ({share}), "
+            f"numbered {indices}, and that asks for GPU(s) {wanted}. Allowed: trainer.devices "
+            f"<= {len(visible)}, a list of indices in {indices}, -1 or auto, or a larger {share}."
         )
     if visible and accelerator == "cpu":
         log.warning(
             "This trial holds a GPU (%s) but trains on the CPU (trainer.accelerator=cpu).", share
         )
+
+
+def requested_gpus(devices: Any) -> list[int] | None:
+    """The GPU indices ``trainer.devices`` asks for, read as Lightning reads it (a count, a list
+    of indices, or a string of either); None for all of them (``-1``, ``"auto"``) or none."""
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text in ("auto", "-1", ""):
+            return None
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        devices = int(text) if text.lstrip("-").isdigit() else None
+    if isinstance(devices, bool) or devices is None:
+        return None
+    if isinstance(devices, int):
+        return list(range(devices)) if devices > 0 else None
+    if _is_list(devices):
+        return [int(index) for index in devices]
+    return None
 
 
 def training_seed(seed: Any) -> int:
@@ -110,59 +157,113 @@ def training_seed(seed: Any) -> int:
         raise ValueError(f"seed={seed!r}: allowed: an integer, or a list of one.") from None
 
 
-def warn_if_lr_is_overridden(cfg: DictConfig) -> None:
-    """``scheduler=1cycle`` sets the learning rate itself: an ``optimizer.lr`` override does nothing."""
+def warn_of_overrides_1cycle_ignores(cfg: DictConfig) -> None:
+    """``scheduler=1cycle`` sets the learning rate itself: an ``optimizer.lr`` override does
+    nothing; nor does one of ``optimizer.momentum`` / ``betas`` while it cycles the momentum."""
     if cfg.scheduler.get("name") != "1cycle" or not HydraConfig.initialized():
         return
-    task_overrides = HydraConfig.get().overrides.task
-    if any(o.lstrip("+").startswith("optimizer.lr=") for o in task_overrides):
+    task_overrides = [o.lstrip("+~") for o in HydraConfig.get().overrides.task]
+    if any(o.startswith("optimizer.lr=") for o in task_overrides):
         log.warning(
             "optimizer.lr is set, but scheduler=1cycle sets the learning rate itself (from "
             "scheduler.max_lr): sweep scheduler.max_lr, or use scheduler=cosine or none."
         )
+    cycles = cfg.scheduler.get("cycle_momentum", True) is not False
+    for key in ("momentum", "betas"):
+        if cycles and any(o.startswith(f"optimizer.{key}=") for o in task_overrides):
+            log.warning(
+                "optimizer.%s is set, but scheduler=1cycle cycles the momentum itself (between "
+                "scheduler.max_momentum and base_momentum, 0.95 and 0.85 by default): set "
+                "+scheduler.cycle_momentum=false to keep optimizer.%s.",
+                key,
+                key,
+            )
+
+
+def trainer_extras(
+    trainer_args: dict[str, Any], output_dir: Path
+) -> tuple[Path, list[Any] | None, list[Any]]:
+    """Pops the ``trainer`` keys the app merges with its own: ``default_root_dir`` (relative to
+    the run's folder: where ``tensorboard/`` and ``checkpoints/`` go), ``logger`` (false: none;
+    configs with ``_target_``: extra loggers beside the app's TensorBoard one) and ``callbacks``
+    (configs with ``_target_``, run after the app's). Returns (folder, loggers or None for no
+    logger, callbacks)."""
+    from pytorch_lightning import Callback
+    from pytorch_lightning.loggers import Logger
+
+    root = output_dir / str(trainer_args.pop("default_root_dir", None) or ".")
+    logger = trainer_args.pop("logger", True)
+    loggers = None if logger is False else _instantiated("logger", logger, Logger)
+    callbacks = _instantiated("callbacks", trainer_args.pop("callbacks", None), Callback)
+    return root, loggers, callbacks
+
+
+def _instantiated(key: str, given: Any, kind: type) -> list[Any]:
+    """``trainer.<key>``: none (null, true, []), one config with ``_target_``, or a list of them
+    or a mapping of names to them (as in a callbacks/ config group), each made a ``kind``."""
+    from hydra.utils import instantiate
+
+    if given is None or given is True:
+        return []
+    configs = list(given.values()) if isinstance(given, dict) and "_target_" not in given else given
+    configs = configs if isinstance(configs, list) else [configs]
+    wanted = f"a pytorch_lightning {kind.__name__}"
+    made = []
+    for config in configs:
+        if not isinstance(config, dict) or "_target_" not in config:
+            raise ValueError(
+                f"trainer.{key}={given!r}: allowed: a config with _target_ ({wanted} class) or "
+                + (
+                    "a list of them, true, or false for no logger."
+                    if key == "logger"
+                    else "a list of them."
+                )
+            )
+        made.append(instantiate(config))
+        if not isinstance(made[-1], kind):
+            raise ValueError(
+                f"trainer.{key}: _target_={config['_target_']} made a {type(made[-1]).__name__}, "
+                f"not {wanted}."
+            )
+    return made
 
 
 def train(cfg: DictConfig) -> float | list[float]:
     """Train and validate once; the Lightning logs go to ``<job folder>/tensorboard``."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
 
     from hannah_ray import in_trial
-    from hannah_ray.lightning import ReportCallback
 
-    from .best import BestValidation
     from .data import ClassificationData
     from .event_logger import OneEventFileLogger
     from .models import build_model
-    from .module import HIGHER_IS_BETTER, ClassifierModule
+    from .module import ClassifierModule
 
     names = monitored(cfg)
     check_sweep_direction(names)
-    warn_if_lr_is_overridden(cfg)
+    warn_of_overrides_1cycle_ignores(cfg)
+    trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_validation_runs(trainer_args, names)
+    if in_trial():
+        check_devices_fit_the_trial(trainer_args)
     pl.seed_everything(training_seed(cfg.seed), workers=True, verbose=False)
     data = ClassificationData(cfg.dataset, cfg.module)
     data.setup()
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))
-    output_dir = _output_dir()
-    trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if in_trial():
-        check_devices_fit_the_trial(trainer_args)
+    output_dir, extra_loggers, extra_callbacks = trainer_extras(trainer_args, _output_dir())
     if trainer_args.get("enable_progress_bar") is None:
         trainer_args["enable_progress_bar"] = not in_trial()  # no bars from parallel trials
     trainer_args.setdefault("enable_model_summary", not in_trial())
-    best = BestValidation(names, HIGHER_IS_BETTER)
-    callbacks: list[pl.Callback] = [ReportCallback(monitor=names), best]
-    checkpoint = None
-    if trainer_args.get("enable_checkpointing", True):
-        mode = "max" if names[0] in HIGHER_IS_BETTER else "min"
-        checkpoint = ModelCheckpoint(
-            dirpath=output_dir / "checkpoints", monitor=names[0], mode=mode
-        )
-        callbacks.append(checkpoint)
-    logger = OneEventFileLogger(save_dir=str(output_dir), name="tensorboard", version="")
+    best, checkpoint, callbacks = _app_callbacks(names, trainer_args, output_dir)
+    logger = None
+    if extra_loggers is not None:
+        logger = OneEventFileLogger(save_dir=str(output_dir), name="tensorboard", version="")
     trainer = pl.Trainer(
-        **trainer_args, logger=logger, callbacks=callbacks, default_root_dir=str(output_dir)
+        **trainer_args,
+        logger=[logger, *extra_loggers] if logger is not None else False,
+        callbacks=[*callbacks, *extra_callbacks],
+        default_root_dir=str(output_dir),
     )
     try:
         trainer.fit(module, datamodule=data)
@@ -170,14 +271,37 @@ def train(cfg: DictConfig) -> float | list[float]:
         values = best.values(trainer.callback_metrics)
         log.info("Validation: %s", dict(zip(names, values, strict=True)))
         log.info("Best epochs: %s", best.best_epoch)
-        if trainer_args.get("limit_test_batches", 1.0):
+        if trainer_args.get("limit_test_batches", 1.0) and len(data.splits["test"]):
             # Like hannah: test the best checkpoint, not the last epoch's weights.
             best_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
             tested = trainer.test(module, datamodule=data, verbose=False, ckpt_path=best_path)
             log.info("Test: %s", tested[0] if tested else {})
     finally:
-        logger.close()
-    return values[0] if len(values) == 1 else values
+        if logger is not None:
+            logger.close()
+    return values if _is_list(cfg.monitor) else values[0]
+
+
+def _app_callbacks(names: list[str], trainer_args: dict[str, Any], output_dir: Path) -> Any:
+    """(best values, checkpoint or None, all the app's callbacks): reports to a sweep, the best
+    value per monitored metric, and the best checkpoint by the first one."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from hannah_ray.lightning import ReportCallback
+
+    from .best import BestValidation
+    from .module import HIGHER_IS_BETTER
+
+    best = BestValidation(names, HIGHER_IS_BETTER)
+    callbacks = [ReportCallback(monitor=names), best]
+    checkpoint = None
+    if trainer_args.get("enable_checkpointing", True):
+        mode = "max" if names[0] in HIGHER_IS_BETTER else "min"
+        checkpoint = ModelCheckpoint(
+            dirpath=output_dir / "checkpoints", monitor=names[0], mode=mode
+        )
+        callbacks.append(checkpoint)
+    return best, checkpoint, callbacks
 
 
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:

@@ -4,7 +4,9 @@ or the user's own ``.npz`` / ``.csv`` file; split train/val/test with a fixed se
 from __future__ import annotations
 
 import csv
+import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
+
+log = logging.getLogger("hannah_ray.train")
 
 
 @dataclass
@@ -38,56 +42,127 @@ def _load_file(dataset: DictConfig) -> Arrays:
     path = Path(str(dataset.path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"dataset.path={str(dataset.path)!r}: no such file.")
-    if path.suffix == ".npz":
-        with np.load(path) as stored:
-            missing = {"x", "y"} - set(stored.files)
-            if missing:
-                raise ValueError(
-                    f"dataset.path={str(path)!r}: an .npz file needs arrays 'x' and 'y'; "
-                    f"it has {sorted(stored.files)}."
-                )
-            features, labels = stored["x"], stored["y"]
-    elif path.suffix == ".csv":
+    if path.suffix.lower() == ".npz":
+        features, labels = read_npz(path)
+    elif path.suffix.lower() == ".csv":
         features, labels = read_csv(path, str(dataset.label_column))
     else:
         raise ValueError(f"dataset.path={str(path)!r}: allowed: an .npz or .csv file.")
-    features = features.astype(np.float32)
+    labels = class_ids(labels, f"dataset.path={str(path)!r}")
     if dataset.get("image_shape"):
-        features = features.reshape(len(features), *dataset.image_shape)
-    _, labels = np.unique(labels, return_inverse=True)  # any labels -> 0..n_classes-1
-    return Arrays(features, labels.astype(np.int64))
+        features = reshape_samples(features, list(dataset.image_shape))
+    return Arrays(features, labels)
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``x`` (one row per sample, finite numbers) and ``y`` (one label per sample)."""
+    where = f"dataset.path={str(path)!r}"
+    with np.load(path) as stored:
+        missing = {"x", "y"} - set(stored.files)
+        if missing:
+            raise ValueError(
+                f"{where}: an .npz file needs arrays 'x' and 'y'; it has {sorted(stored.files)}."
+            )
+        features, labels = stored["x"], stored["y"]
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            f"{where}: y has shape {labels.shape}. Allowed: one class id or name per sample, "
+            "shape (samples,) or (samples, 1); for one-hot labels save y.argmax(axis=1)."
+        )
+    if features.ndim == 0 or len(features) != len(labels):
+        raise ValueError(
+            f"{where}: x has shape {features.shape} but y has {len(labels)} labels. Allowed: "
+            "one row of x per label (len(x) == len(y))."
+        )
+    if not np.issubdtype(features.dtype, np.number) or np.issubdtype(
+        features.dtype, np.complexfloating
+    ):
+        raise ValueError(f"{where}: x holds {features.dtype} values. Allowed: real numbers.")
+    features = features.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(features))
+    if len(bad):
+        raise ValueError(
+            f"{where}: x holds {len(bad)} non-finite value(s) (NaN or inf), the first at "
+            f"x[{', '.join(map(str, bad[0]))}]. Allowed: finite numbers only."
+        )
+    return (features[:, None] if features.ndim == 1 else features), labels
+
+
+def class_ids(labels: np.ndarray, where: str) -> np.ndarray:
+    """Labels (integer class ids or class names) as indices 0..n_classes-1, in sorted order."""
+    if len(labels) == 0:
+        raise ValueError(f"{where}: no samples. Allowed: a file with one sample per row.")
+    if labels.dtype.kind == "f":
+        fractional = labels[~np.isfinite(labels) | (labels != np.round(labels))]
+        if len(fractional):
+            raise ValueError(
+                f"{where}: the labels hold non-integer numbers (e.g. {float(fractional[0])}). Allowed: "
+                "integer class ids or class names (this app classifies; it does no regression)."
+            )
+    elif labels.dtype.kind not in "iubUS":
+        raise ValueError(
+            f"{where}: labels of type {labels.dtype}. Allowed: integer class ids or class names."
+        )
+    _, indices = np.unique(labels, return_inverse=True)
+    return indices.reshape(-1).astype(np.int64)
+
+
+def reshape_samples(features: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """Each sample reshaped to ``dataset.image_shape``; an error naming it when the sizes differ."""
+    sample_size = math.prod(features.shape[1:])
+    if math.prod(image_shape) != sample_size or any(int(n) < 1 for n in image_shape):
+        raise ValueError(
+            f"dataset.image_shape={list(image_shape)} holds {math.prod(image_shape)} values, but "
+            f"each sample has shape {list(features.shape[1:])} ({sample_size} values). Allowed: "
+            f"positive sizes whose product is {sample_size}, e.g. [1, {sample_size}], or null."
+        )
+    return features.reshape(len(features), *image_shape)
 
 
 def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """Numeric feature columns and a label column that may hold numbers or text (class names)."""
+    """Numeric feature columns and a label column that may hold numbers or text (class names).
+
+    A first column without a name (the row index ``pandas.DataFrame.to_csv`` writes by default) is
+    dropped: it is no feature, and in a file sorted by class it would give the label away.
+    """
+    where = f"dataset.path={str(path)!r}"
     with open(path, newline="", encoding="utf-8-sig") as table:  # -sig: a BOM is no column name
         reader = csv.reader(table)
         columns = [name.strip() for name in next(reader, [])]
         rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     if label not in columns:
         raise ValueError(
-            f"dataset.label_column={label!r} is not a column of {str(path)!r}; columns: {columns}."
+            f"dataset.label_column={label!r} is not a column of {where}; columns: {columns}."
         )
+    if not rows:
+        raise ValueError(
+            f"{where}: a header and no data rows. Allowed: one row per sample below the header."
+        )
+    skip = 1 if columns[0] == "" and label != "" else 0
+    if skip:
+        log.info("%s: dropping the first column, which has no name (a row index).", where)
     at = columns.index(label)
-    feature_names = columns[:at] + columns[at + 1 :]
+    feature_names = columns[skip:at] + columns[at + 1 :]
     features = np.empty((len(rows), len(feature_names)), dtype=np.float32)
     labels: list[str] = []
     for index, (line, row) in enumerate(rows):
-        where = f"dataset.path={str(path)!r}, line {line}"
+        here = f"{where}, line {line}"
         if len(row) != len(columns):
-            raise ValueError(f"{where}: {len(row)} values, the header has {len(columns)} columns.")
-        cells = row[:at] + row[at + 1 :]
+            raise ValueError(f"{here}: {len(row)} values, the header has {len(columns)} columns.")
+        cells = row[skip:at] + row[at + 1 :]
         bad = next((i for i, cell in enumerate(cells) if not _is_finite_number(cell)), None)
         if bad is not None:
             raise ValueError(
-                f"{where}, column {feature_names[bad]!r}: {cells[bad]!r} is not a finite number. "
+                f"{here}, column {feature_names[bad]!r}: {cells[bad]!r} is not a finite number. "
                 f"Allowed: numbers in every column but the label column {label!r}."
             )
         features[index] = [float(cell) for cell in cells]
         value = row[at].strip()
         if not value or (_is_number(value) and not _is_finite_number(value)):
             raise ValueError(
-                f"{where}, label column {label!r}: {row[at]!r}. Allowed: a number or a class name."
+                f"{here}, label column {label!r}: {row[at]!r}. Allowed: a number or a class name."
             )
         labels.append(value)
     if all(_is_number(value) for value in labels):
@@ -107,6 +182,66 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def check_fractions(val_fraction: Any, test_fraction: Any) -> tuple[float, float]:
+    """``dataset.val_fraction`` and ``dataset.test_fraction`` as numbers, checked against the rules
+    0 < val_fraction, 0 <= test_fraction (0: no test run), val_fraction + test_fraction < 1."""
+    val = _fraction("dataset.val_fraction", val_fraction)
+    test = _fraction("dataset.test_fraction", test_fraction)
+    if not 0 < val < 1:
+        raise ValueError(f"dataset.val_fraction={val_fraction!r}: allowed: 0 < val_fraction < 1.")
+    if not 0 <= test < 1:
+        raise ValueError(
+            f"dataset.test_fraction={test_fraction!r}: allowed: 0 <= test_fraction < 1 "
+            "(0: no test run)."
+        )
+    if val + test >= 1:
+        raise ValueError(
+            f"dataset.val_fraction={val_fraction!r} + dataset.test_fraction={test_fraction!r} "
+            f"= {val + test:g} leaves no training data. Allowed: val_fraction + test_fraction < 1."
+        )
+    return val, test
+
+
+def split_sizes(samples: int, val_fraction: Any, test_fraction: Any) -> tuple[int, int]:
+    """The validation and test split sizes of ``samples`` (the rest trains): at least one sample
+    each for validation and training, and for testing unless ``test_fraction`` is 0."""
+    val, test = check_fractions(val_fraction, test_fraction)
+    n_val, n_test = int(samples * val), int(samples * test)
+    smallest = f"{1 / samples:.3g}" if samples else "1"
+    if n_val == 0:
+        raise ValueError(
+            f"dataset.val_fraction={val_fraction!r} of {samples} samples is no sample. "
+            f"Allowed: at least {smallest} (one sample)."
+        )
+    if n_test == 0 and test > 0:
+        raise ValueError(
+            f"dataset.test_fraction={test_fraction!r} of {samples} samples is no sample. "
+            f"Allowed: at least {smallest} (one sample), or 0 for no test run."
+        )
+    if samples - n_val - n_test < 1:
+        raise ValueError(
+            f"dataset.val_fraction={val_fraction!r} and dataset.test_fraction={test_fraction!r} "
+            f"leave none of {samples} samples to train on. Allowed: smaller fractions."
+        )
+    return n_val, n_test
+
+
+def _fraction(key: str, given: Any) -> float:
+    try:
+        return float(given)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={given!r}: allowed: a number between 0 and 1.") from None
+
+
+def standardise(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of the training split; a constant feature (std exactly 0) keeps
+    scale 1: it is centred, not blown up. Computed in float64, where a constant column's std is 0."""
+    wide = train.astype(np.float64)
+    mean, std = wide.mean(axis=0), wide.std(axis=0)
+    std[std == 0] = 1.0
+    return mean, std
+
+
 class ClassificationData(pl.LightningDataModule):
     """Fixed-seed train/val/test split; features standardised with the training split's statistics."""
 
@@ -122,23 +257,22 @@ class ClassificationData(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        arrays = load_arrays(self.dataset_config)
-        order = np.random.default_rng(int(self.dataset_config.split_seed)).permutation(
-            len(arrays.labels)
-        )
-        n_val = int(len(order) * float(self.dataset_config.val_fraction))
-        n_test = int(len(order) * float(self.dataset_config.test_fraction))
+        config = self.dataset_config
+        check_fractions(config.val_fraction, config.test_fraction)  # before loading a file
+        arrays = load_arrays(config)
+        order = np.random.default_rng(int(config.split_seed)).permutation(len(arrays.labels))
+        n_val, n_test = split_sizes(len(order), config.val_fraction, config.test_fraction)
         parts = {
             "val": order[:n_val],
             "test": order[n_val : n_val + n_test],
             "train": order[n_val + n_test :],
         }
-        train = arrays.features[parts["train"]]
-        mean, std = train.mean(axis=0), train.std(axis=0)
-        std[std < 1e-3] = 1.0  # a (nearly) constant feature: centre it, do not blow it up
+        mean, std = standardise(arrays.features[parts["train"]])
         for name, index in parts.items():
-            features = torch.from_numpy((arrays.features[index] - mean) / std)
-            self.splits[name] = TensorDataset(features, torch.from_numpy(arrays.labels[index]))
+            features = ((arrays.features[index] - mean) / std).astype(np.float32)
+            self.splits[name] = TensorDataset(
+                torch.from_numpy(features), torch.from_numpy(arrays.labels[index])
+            )
         self.input_shape = tuple(arrays.features.shape[1:])
         self.num_classes = int(arrays.labels.max()) + 1
 

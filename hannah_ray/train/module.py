@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn import functional
+from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
 # What the module logs after each validation epoch; `monitor` must name some of these.
 MONITORABLE = ("val_error", "val_loss", "val_accuracy")
@@ -77,31 +80,78 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.optimizer_config, params=self.parameters())
-        name = self.scheduler_config.name
-        if name == "none":
+        if self.scheduler_config.name == "none":
             return optimizer
-        if name == "1cycle":
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer,
-                max_lr=float(self.scheduler_config.max_lr),
-                total_steps=int(self.trainer.estimated_stepping_batches),
-                pct_start=float(self.scheduler_config.pct_start),
-                anneal_strategy=str(self.scheduler_config.anneal_strategy),
-                div_factor=float(self.scheduler_config.div_factor),
-                final_div_factor=float(self.scheduler_config.final_div_factor),
+        steps = training_steps(self.trainer)
+        schedule, interval = build_scheduler(optimizer, self.scheduler_config, steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": schedule, "interval": interval},
+        }
+
+
+# OneCycleLR arguments the app sets from the trainer, so the schedule ends with training.
+_ONE_CYCLE_FROM_TRAINER = ("total_steps", "epochs", "steps_per_epoch")
+
+
+def training_steps(trainer: pl.Trainer) -> tuple[int, int | None]:
+    """The optimizer steps of ``fit`` and, where ``trainer.max_epochs`` alone bounds them, the
+    epochs; an error naming the keys where training has no known end (``max_time`` only)."""
+    estimated = trainer.estimated_stepping_batches
+    if not math.isfinite(estimated):
+        raise ValueError(
+            f"trainer.max_epochs={trainer.max_epochs} and trainer.max_steps={trainer.max_steps} "
+            "leave the length of training open (trainer.max_time alone does not tell the "
+            "learning-rate schedule when it ends). Allowed: a positive trainer.max_epochs or "
+            "trainer.max_steps, or scheduler=none."
+        )
+    epochs = trainer.max_epochs if trainer.max_steps == -1 and trainer.max_epochs > 0 else None
+    return max(1, int(estimated)), epochs
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: DictConfig, steps: tuple[int, int | None]
+) -> tuple[torch.optim.lr_scheduler.LRScheduler, str]:
+    """The ``scheduler`` config's schedule over ``steps`` = (optimizer steps, epochs or None), and
+    whether Lightning steps it per ``step`` or per ``epoch``."""
+    total_steps, epochs = steps
+    if config.name == "1cycle":
+        arguments = one_cycle_arguments(config, optimizer)
+        return OneCycleLR(optimizer, total_steps=total_steps, **arguments), "step"
+    if config.name == "cosine":
+        # Per epoch over max_epochs; per step where max_steps (or no max_epochs) bounds training.
+        span, interval = (epochs, "epoch") if epochs else (total_steps, "step")
+        return CosineAnnealingLR(optimizer, T_max=span, eta_min=float(config.eta_min)), interval
+    raise ValueError(f"scheduler.name={config.name!r}: allowed: '1cycle', 'cosine' or 'none'.")
+
+
+def one_cycle_arguments(config: DictConfig, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Every ``scheduler`` key but ``name`` as a ``OneCycleLR`` argument. ``cycle_momentum``
+    defaults to on where the optimizer has ``momentum`` or ``betas`` and off where it has neither
+    (Adagrad, RMSprop without momentum...); set to true for such an optimizer, it is an error."""
+    arguments = dict(OmegaConf.to_container(config, resolve=True))
+    arguments.pop("name", None)
+    allowed = set(inspect.signature(OneCycleLR).parameters) - {"optimizer", "last_epoch"}
+    allowed -= set(_ONE_CYCLE_FROM_TRAINER)
+    unknown = sorted(set(arguments) - allowed)
+    if unknown:
+        raise ValueError(
+            f"scheduler.{unknown[0]}={arguments[unknown[0]]!r}: not a key of scheduler=1cycle"
+            + (
+                " (the app sets it from trainer.max_epochs / trainer.max_steps)"
+                if unknown[0] in _ONE_CYCLE_FROM_TRAINER
+                else ""
             )
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-            }
-        if name == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer,
-                T_max=max(1, int(self.trainer.max_epochs or 1)),
-                eta_min=float(self.scheduler_config.eta_min),
-            )
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
-            }
-        raise ValueError(f"scheduler.name={name!r}: allowed: '1cycle', 'cosine' or 'none'.")
+            + f". Allowed: {sorted(allowed)}."
+        )
+    has_momentum = bool({"momentum", "betas"} & set(optimizer.defaults))
+    cycle = arguments.setdefault("cycle_momentum", has_momentum)
+    if cycle is True and not has_momentum:
+        raise ValueError(
+            f"scheduler.cycle_momentum=true, but optimizer {type(optimizer).__name__} has no "
+            "momentum or betas to cycle. Allowed: scheduler.cycle_momentum=false, or an "
+            "optimizer with momentum (sgd) or betas (adamw)."
+        )
+    if not isinstance(cycle, bool):
+        raise ValueError(f"scheduler.cycle_momentum={cycle!r}: allowed: true or false.")
+    return arguments

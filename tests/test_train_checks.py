@@ -1,0 +1,368 @@
+"""``hannah-ray-train``'s checks before training: data files, split fractions, schedules and
+trainer keys, each failing with a message that names the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from hannah_ray.train.app import (
+    check_devices_fit_the_trial,
+    check_validation_runs,
+    monitored,
+    train,
+    trainer_extras,
+    warn_of_overrides_1cycle_ignores,
+)
+from hannah_ray.train.data import ClassificationData, load_arrays, read_csv, split_sizes
+from hannah_ray.train.module import build_scheduler, training_steps
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=0",
+]
+
+
+def _app_config(overrides: list[str]) -> Any:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", ["trainer.enable_progress_bar=false", *overrides])
+
+
+def _files(path: Path, **keys: Any) -> Any:
+    base = {"name": "files", "path": str(path), "label_column": "label", "image_shape": None}
+    return OmegaConf.create(
+        {**base, "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0, **keys}
+    )
+
+
+def _npz(tmp_path: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    return tmp_path / "data.npz"
+
+
+X = np.random.default_rng(0).normal(size=(20, 3))
+Y = np.arange(20) % 3
+
+
+# --- 1. split fractions, and a run that never validates ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("val", "test", "message"),
+    [
+        (-0.2, 0.2, r"dataset.val_fraction=-0.2: allowed: 0 < val_fraction < 1"),
+        (0, 0.2, r"dataset.val_fraction=0: allowed: 0 < val_fraction < 1"),
+        (0.2, -0.1, r"dataset.test_fraction=-0.1: allowed: 0 <= test_fraction < 1"),
+        (0.6, 0.6, r"val_fraction=0.6 \+ dataset.test_fraction=0.6 = 1.2 leaves no training"),
+        ("a", 0.2, r"dataset.val_fraction='a': allowed: a number between 0 and 1"),
+        (
+            0.01,
+            0.2,
+            r"dataset.val_fraction=0.01 of 20 samples is no sample. Allowed: at least 0.05",
+        ),
+        (0.2, 0.01, r"dataset.test_fraction=0.01 of 20 samples is no sample.* or 0 for no test"),
+    ],
+)
+def test_bad_split_fractions_are_refused_with_the_rule(val: Any, test: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        split_sizes(20, val, test)
+
+
+def test_a_split_fraction_is_checked_before_the_data_loads(tmp_path: Path) -> None:
+    data = ClassificationData(
+        _files(tmp_path / "absent.npz", val_fraction=-0.2),
+        OmegaConf.create({"batch_size": 4, "num_workers": 0}),
+    )
+    with pytest.raises(ValueError, match="dataset.val_fraction=-0.2"):
+        data.setup()
+    assert split_sizes(20, 0.2, 0) == (4, 0)  # test_fraction=0: no test split, no test run
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        (
+            ["trainer.limit_val_batches=0"],
+            r"trainer.limit_val_batches=0: no validation, so monitor=\['val_error'\]",
+        ),
+        (
+            ["trainer.max_epochs=2", "+trainer.check_val_every_n_epoch=3"],
+            r"trainer.check_val_every_n_epoch=3 with trainer.max_epochs=2: no validation",
+        ),
+    ],
+)
+def test_a_run_that_never_validates_fails_before_training(
+    tmp_path: Path, monkeypatch, trainer: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        train(_app_config(trainer))
+    assert not (tmp_path / "checkpoints").exists()
+    check_validation_runs(
+        {"limit_val_batches": 0.5, "max_epochs": 3, "check_val_every_n_epoch": 3}, ["val_error"]
+    )
+
+
+# --- 2. the .npz loader checks its arrays as the CSV loader does -------------------------------
+
+
+def test_npz_labels_of_shape_n_by_1_are_squeezed_and_a_1d_x_is_one_feature(tmp_path: Path) -> None:
+    arrays = load_arrays(_files(_npz(tmp_path, X, Y[:, None])))
+    assert arrays.labels.shape == (20,) and arrays.labels.tolist() == Y.tolist()
+    assert load_arrays(_files(_npz(tmp_path, X[:, 0], Y))).features.shape == (20, 1)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (X[:15], Y, r"x has shape \(15, 3\) but y has 20 labels. Allowed: one row of x per label"),
+        (
+            np.where(np.arange(60).reshape(20, 3) == 4, np.nan, X),
+            Y,
+            r"1 non-finite value.*x\[1, 1\]",
+        ),
+        (X, np.eye(3)[Y], r"y has shape \(20, 3\). Allowed: .*for one-hot labels save y.argmax"),
+        (X, Y + 0.5, r"labels hold non-integer numbers \(e.g. 0.5\).*no regression"),
+        (X[:0], Y[:0], r"no samples"),
+    ],
+)
+def test_bad_npz_arrays_are_refused_naming_the_file(tmp_path: Path, x, y, message: str) -> None:
+    path = _npz(tmp_path, x, y)
+    with pytest.raises(ValueError, match=message) as error:
+        load_arrays(_files(path))
+    assert f"dataset.path='{path}'" in str(error.value)
+
+
+def test_a_wrong_image_shape_and_a_header_only_csv_are_named(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"dataset.image_shape=\[1, 2, 2\] holds 4 values, .* \[3\] \(3 values\)"
+    ):
+        load_arrays(_files(_npz(tmp_path, X, Y), image_shape=[1, 2, 2]))
+    assert load_arrays(_files(tmp_path / "data.npz", image_shape=[1, 3, 1])).features.shape == (
+        20,
+        1,
+        3,
+        1,
+    )
+    (tmp_path / "empty.csv").write_text("a,b,label\n")
+    with pytest.raises(ValueError, match=r"empty.csv'\: a header and no data rows"):
+        load_arrays(_files(tmp_path / "empty.csv"))
+    (tmp_path / "float.csv").write_text("a,label\n1,0.5\n2,1.5\n")
+    with pytest.raises(ValueError, match=r"float.csv'.*non-integer numbers"):
+        load_arrays(_files(tmp_path / "float.csv"))
+
+
+def test_a_pandas_index_column_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "pandas.csv"
+    path.write_text(",a,label\n0,1.5,x\n1,2.5,y\n")  # DataFrame.to_csv() writes the index first
+    features, labels = read_csv(path, "label")
+    assert features.tolist() == [[1.5], [2.5]] and labels.tolist() == ["x", "y"]
+
+
+# --- 6. standardisation ----------------------------------------------------------------------
+
+
+def test_features_of_small_scale_are_standardised_and_constant_ones_centred(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = np.column_stack([rng.normal(size=200), rng.normal(size=200) * 5e-4, np.full(200, 0.1)])
+    data = ClassificationData(
+        _files(_npz(tmp_path, x, np.arange(200) % 2)),
+        OmegaConf.create({"batch_size": 4, "num_workers": 0}),
+    )
+    data.setup()
+    std = data.splits["train"].tensors[0].numpy().std(axis=0)
+    assert std[:2] == pytest.approx([1.0, 1.0], abs=1e-4)
+    assert not data.splits["train"].tensors[0][:, 2].any()  # the constant feature is all 0
+
+
+# --- 3./4. learning-rate schedules -------------------------------------------------------------
+
+
+def _optimizer(kind: str = "sgd") -> torch.optim.Optimizer:
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=0.05, momentum=0.0)
+    return torch.optim.Adagrad(params, lr=0.01)
+
+
+def _one_cycle(**keys: Any) -> Any:
+    base = {"name": "1cycle", "max_lr": 0.01, "pct_start": 0.3, "anneal_strategy": "cos"}
+    return OmegaConf.create({**base, "div_factor": 25.0, "final_div_factor": 1e4, **keys})
+
+
+def test_every_1cycle_key_reaches_onecyclelr() -> None:
+    optimizer = _optimizer()
+    schedule, interval = build_scheduler(
+        optimizer, _one_cycle(cycle_momentum=False, three_phase=True), (100, 10)
+    )
+    assert (
+        interval == "step" and schedule.total_steps == 100 and len(schedule._schedule_phases) == 3
+    )
+    assert optimizer.param_groups[0]["momentum"] == 0.0  # kept, not cycled from 0.95
+    optimizer = _optimizer()
+    build_scheduler(optimizer, _one_cycle(base_momentum=0.5), (100, 10))  # SGD: cycled
+    assert optimizer.param_groups[0]["base_momentum"] == 0.5
+    with pytest.raises(
+        ValueError, match=r"scheduler.max_momemtum=0.9: not a key of scheduler=1cycle. Allowed: \["
+    ):
+        build_scheduler(_optimizer(), _one_cycle(max_momemtum=0.9), (100, 10))
+    with pytest.raises(
+        ValueError, match=r"scheduler.total_steps=5: .* sets it from trainer.max_epochs"
+    ):
+        build_scheduler(_optimizer(), _one_cycle(total_steps=5), (100, 10))
+
+
+def test_1cycle_cycles_momentum_only_where_the_optimizer_has_it() -> None:
+    optimizer = _optimizer("adagrad")
+    build_scheduler(optimizer, _one_cycle(), (100, 10))  # default: no momentum to cycle, so off
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 / 25)
+    with pytest.raises(
+        ValueError, match=r"scheduler.cycle_momentum=true, but optimizer Adagrad has no momentum"
+    ):
+        build_scheduler(_optimizer("adagrad"), _one_cycle(cycle_momentum=True), (100, 10))
+
+
+def _trainer(max_epochs: int, max_steps: int, estimated: float) -> Any:
+    return SimpleNamespace(
+        max_epochs=max_epochs, max_steps=max_steps, estimated_stepping_batches=estimated
+    )
+
+
+def test_a_schedule_without_a_known_end_names_the_trainer_keys() -> None:
+    with pytest.raises(
+        ValueError, match=r"trainer.max_epochs=-1 and trainer.max_steps=-1 leave the length"
+    ):
+        training_steps(_trainer(-1, -1, math.inf))
+
+
+def test_cosine_over_max_steps_anneals_per_step() -> None:
+    optimizer = _optimizer()
+    cosine = OmegaConf.create({"name": "cosine", "eta_min": 0.0})
+    schedule, interval = build_scheduler(optimizer, cosine, training_steps(_trainer(-1, 500, 500)))
+    assert interval == "step" and schedule.T_max == 500
+    rates = []
+    for _ in range(500):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False)) and rates[
+        -1
+    ] == pytest.approx(0.0)
+    assert (
+        build_scheduler(_optimizer(), cosine, training_steps(_trainer(10, -1, 80)))[0].T_max == 10
+    )
+
+
+def test_1cycle_with_only_max_time_fails_before_training(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = _app_config(["trainer.max_epochs=-1", "+trainer.max_time=00:00:00:05", *TINY])
+    with pytest.raises(ValueError, match=r"trainer.max_epochs=-1 and trainer.max_steps=-1"):
+        train(cfg)
+
+
+# --- 5./7. trainer keys, monitor, devices ------------------------------------------------------
+
+
+def test_trainer_logger_root_dir_and_callbacks_are_merged(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    mine = "{_target_:pytorch_lightning.callbacks.ModelCheckpoint,dirpath:mine,save_last:true}"
+    cfg = _app_config(
+        ["monitor=[val_error]", "trainer.max_epochs=1", *TINY[:2], "dataset.test_fraction=0",
+         "+trainer.logger=false",
+         "+trainer.default_root_dir=elsewhere", f"+trainer.callbacks=[{mine}]"]
+    )  # fmt: skip
+    value = train(cfg)
+    assert isinstance(value, list) and len(value) == 1  # a list of one monitor returns a list
+    # default_root_dir is relative to the run's folder (hannah's "." is that folder).
+    assert list((tmp_path / "elsewhere" / "checkpoints").glob("*.ckpt"))
+    assert (tmp_path / "mine" / "last.ckpt").is_file()  # the user's callback ran too
+    assert not list(tmp_path.glob("**/tensorboard"))  # logger=false: no logs
+
+
+def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(tmp_path: Path) -> None:
+    csv_logger = {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": str(tmp_path)}
+    root, loggers, callbacks = trainer_extras(
+        {"logger": [csv_logger], "default_root_dir": "/abs"}, tmp_path
+    )
+    assert root == Path("/abs") and type(loggers[0]).__name__ == "CSVLogger" and callbacks == []
+    with pytest.raises(ValueError, match=r"trainer.logger='csv': allowed: a config with _target_"):
+        trainer_extras({"logger": "csv"}, tmp_path)
+    with pytest.raises(
+        ValueError,
+        match=r"trainer.callbacks: _target_=.*CSVLogger made a CSVLogger, not a pytorch_lightning Callback",
+    ):
+        trainer_extras({"callbacks": {"log": csv_logger}}, tmp_path)
+
+
+@pytest.mark.parametrize("monitor", [None, 5, []])
+def test_a_monitor_that_is_no_name_is_refused(monitor: Any) -> None:
+    with pytest.raises(
+        ValueError, match=re.escape(f"monitor={monitor!r}: allowed: one of ['val_error'")
+    ):
+        monitored(OmegaConf.create({"monitor": monitor}))
+
+
+@pytest.mark.parametrize(
+    ("devices", "fits"),
+    [
+        (1, True),
+        ([0], True),
+        ("0,", True),
+        (-1, True),
+        ("auto", True),
+        ([1], False),
+        ("2", False),
+        ("0,1", False),
+        (2, False),
+    ],
+)
+def test_trainer_devices_in_any_form_must_fit_the_trials_gpus(
+    monkeypatch, devices: Any, fits: bool
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the trial's one GPU, seen as GPU 0
+    if fits:
+        check_devices_fit_the_trial({"accelerator": "auto", "devices": devices})
+        return
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"trainer.devices={devices!r}, but this trial holds 1 GPU(s)"),
+    ):
+        check_devices_fit_the_trial({"accelerator": "auto", "devices": devices})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "warns"),
+    [
+        (["optimizer=sgd", "optimizer.momentum=0"], "optimizer.momentum is set"),
+        (["+optimizer.betas=[0.5,0.999]"], "optimizer.betas is set"),
+        (["optimizer=sgd", "optimizer.momentum=0", "+scheduler.cycle_momentum=false"], None),
+    ],
+)
+def test_a_momentum_override_that_1cycle_replaces_warns(
+    caplog, overrides: list[str], warns: str | None
+) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        warn_of_overrides_1cycle_ignores(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+    messages = [r.getMessage() for r in caplog.records if "cycles the momentum" in r.getMessage()]
+    assert [m[: len(warns)] for m in messages] == ([warns] if warns else [])
+    assert all("+scheduler.cycle_momentum=false" in m for m in messages)
