@@ -1,15 +1,19 @@
-"""A Lightning callback that reports validation metrics to the running ``ray_optuna`` trial."""
+"""A Lightning callback that reports validation metrics to the running ``ray_optuna`` trial:
+``ReportCallback`` for ``pytorch_lightning`` apps, ``LightningReportCallback`` for apps on the
+``lightning`` package (``import lightning.pytorch as pl``), whose Trainer takes only its own
+callbacks."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 
 from .reporting import in_trial, report, stop_if_requested
 
 
-class ReportCallback(pl.Callback):
+class _Reports:
     """After every validation of ``fit``, report the ``monitor`` metric(s) to the trial, so that a
     scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next training
     batch. A validation inside an epoch (``val_check_interval`` < 1) reports at a fractional
@@ -24,6 +28,10 @@ class ReportCallback(pl.Callback):
     def __init__(self, monitor: str | Sequence[str] | None = None) -> None:
         super().__init__()
         self.monitor = [monitor] if isinstance(monitor, str) else monitor
+        self._validations = 0  # of this fit
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validations = 0
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         stop_if_requested()  # a trial the scheduler stopped ends now, not after the epoch
@@ -41,23 +49,43 @@ class ReportCallback(pl.Callback):
                 f"ReportCallback(monitor={self.monitor!r}): the model logged no {missing}; "
                 f"logged metrics: {sorted(logged)}."
             )
+        self._validations += 1
         report(
             {name: logged[name] for name in names},
-            epoch=epochs_trained(trainer),
+            epoch=epochs_trained(trainer, self._validations),
             last=_is_last_validation(trainer),
         )
 
 
-def epochs_trained(trainer: pl.Trainer) -> float:
+class ReportCallback(_Reports, pl.Callback):
+    __doc__ = _Reports.__doc__
+
+
+def __getattr__(name: str) -> Any:
+    """``LightningReportCallback``, made on first use: only then is ``lightning`` imported."""
+    if name != "LightningReportCallback":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from lightning.pytorch import Callback
+
+    made = type(name, (_Reports, Callback), {"__doc__": _Reports.__doc__, "__module__": __name__})
+    globals()[name] = made
+    return made
+
+
+def epochs_trained(trainer: pl.Trainer, validations: int) -> float:
     """Epochs trained so far: whole at an epoch's end, a fraction at a validation inside an epoch
-    (``val_check_interval`` < 1), so that ASHA's cut-off at epoch 1 judges a whole epoch."""
+    (``val_check_interval`` < 1), so that ASHA's cut-off at epoch 1 judges a whole epoch. With a
+    training loader of unknown length (an ``IterableDataset``), each of the fit's ``validations``
+    counts as an epoch where Lightning counts fewer (an endless loader is one endless epoch)."""
     done = trainer.current_epoch + 1
     total = trainer.num_training_batches
+    if total == float("inf"):
+        return max(validations, done)
     try:
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.ready
     except AttributeError:  # a Lightning without this loop state
         return done
-    if not 0 < batches < total or total == float("inf"):
+    if not 0 < batches < total:
         return done
     return trainer.current_epoch + batches / total
 

@@ -33,11 +33,14 @@ def build_sampler(
     sampler_config: Mapping[str, Any],
     distributions: Mapping[str, BaseDistribution],
     seed_offset: int = 0,
+    custom_keys: set[str] | None = None,
 ) -> BaseSampler:
     """Instantiate the configured sampler.
 
     ``seed_offset`` (the number of trials a resumed study holds) shifts a fixed seed, so that a
-    resumed sweep does not replay the parameters its first run already tried.
+    resumed sweep does not replay the parameters its first run already tried. ``custom_keys``:
+    the parameters ``custom_search_space`` added on test trials (None: no such function), which
+    a grid must list too.
     """
     kwargs = dict(sampler_config)
     target = kwargs.pop("_target_", None)
@@ -56,9 +59,15 @@ def build_sampler(
         kwargs["seed"] = int(kwargs["seed"]) + seed_offset
     if issubclass(sampler_class, GridSampler):
         if kwargs.get("search_space") is None:
+            if custom_keys:
+                raise SweepConfigError(
+                    f"{KEY}.search_space=null grids the swept keys only, but "
+                    f"hydra.sweeper.custom_search_space adds {sorted(custom_keys)}, which Optuna's "
+                    f"grid sampler then refuses. Allowed: a search_space listing every parameter."
+                )
             kwargs["search_space"] = grid_from_distributions(distributions)
         else:
-            check_grid(kwargs["search_space"], distributions)
+            check_grid(kwargs["search_space"], distributions, custom_keys)
     try:
         return sampler_class(**kwargs)
     except Exception as error:
@@ -116,25 +125,31 @@ def grid_from_distributions(distributions: Mapping[str, BaseDistribution]) -> di
     return grid
 
 
-def check_grid(grid: Any, distributions: Mapping[str, BaseDistribution]) -> None:
-    """A given ``search_space`` must grid exactly the swept keys, with values they allow."""
+def check_grid(
+    grid: Any, distributions: Mapping[str, BaseDistribution], custom_keys: set[str] | None = None
+) -> None:
+    """A given ``search_space`` must grid the swept keys and those ``custom_search_space`` added
+    on test trials (more only where there is such a function), with values the swept keys allow."""
     if not isinstance(grid, Mapping):
         raise SweepConfigError(
             f"{KEY}.search_space={grid!r}: allowed: a mapping of each swept key to a list of values."
         )
-    if set(grid) != set(distributions):
+    wanted = set(distributions) | (custom_keys or set())
+    missing = wanted - set(grid)
+    extra = set(grid) - wanted if custom_keys is None else set()
+    if missing or extra:
         raise SweepConfigError(
-            f"{KEY}.search_space grids {sorted(grid)}, but the swept keys are "
-            f"{sorted(distributions)}: give each swept key, and only those, a list of values "
+            f"{KEY}.search_space grids {sorted(grid)}, but the sweep's parameters are "
+            f"{sorted(wanted)}: give each of them, and only those, a list of values "
             f"(or search_space: null to grid the sweep's own choices and ranges)."
         )
     for name, values in grid.items():
-        dist = distributions[name]
         if not isinstance(values, list | tuple) or not values:
             raise SweepConfigError(
                 f"{KEY}.search_space.{name}={values!r}: allowed: a non-empty list of values."
             )
-        outside = [value for value in values if not _allows(dist, value)]
+        dist = distributions.get(name)
+        outside = [value for value in values if dist is not None and not _allows(dist, value)]
         if outside:
             raise SweepConfigError(
                 f"{KEY}.search_space.{name}: {outside} outside the swept {dist}; "

@@ -161,6 +161,9 @@ def build_scheduler(
     scheduler_class = _OURS[scheduler_class]
     name = scheduler_class.__name__
     check_arguments(KEY, scheduler_class, kwargs, set_by_sweeper=_SET_BY_SWEEPER)
+    for key in _EPOCHS:  # typed float in the config (fractions of an epoch are allowed)
+        if key in kwargs:
+            kwargs[key] = _whole_as_int(kwargs[key])
     for key, value in kwargs.items():
         check, rule = _RULES.get(key, (None, ""))
         if check is not None and not check(value, kwargs):
@@ -189,6 +192,14 @@ def describe(scheduler: TrialScheduler) -> str:
     if type(scheduler) is FifoScheduler:
         return "none (every trial runs to its end)"
     return type(scheduler).__name__
+
+
+_EPOCHS = ("max_t", "grace_period")
+
+
+def _whole_as_int(value: Any) -> Any:
+    """``10.0`` -> 10 (rungs and log lines keep whole epochs whole); anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _number(value: Any) -> bool:

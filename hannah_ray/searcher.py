@@ -29,7 +29,7 @@ from .heartbeat import stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
 from .reporting import EPOCH, FINAL, JOB_DIR, OBJECTIVE
 from .search_space import SearchSpace
-from .storage import retry_when_locked
+from .storage import is_locked, retry_when_locked
 from .trial_runner import JobOutcome, planned_job_dir
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,14 @@ class _Attempt:
     held: tuple[int, float] | None = None  # (step, value) of a validation inside an epoch
     job_dir: str | None = None  # from the run's reports
     stale_steps: set[int] = field(default_factory=set)  # stored by earlier runs
+    sampled_at: float = field(default_factory=time.time)  # wall clock, for folder times
 
     def retry(self) -> _Attempt:
-        return _Attempt(time.monotonic(), stale_steps=self.stale_steps | self.steps)
+        return _Attempt(
+            time.monotonic(),
+            stale_steps=self.stale_steps | self.steps,
+            sampled_at=self.sampled_at,
+        )
 
 
 class HydraOptunaSearch(OptunaSearch):
@@ -147,10 +152,24 @@ class HydraOptunaSearch(OptunaSearch):
             except Exception as error:
                 trial_id = _trial_id_created_by_ask(error)
                 if trial_id is not None:
+                    queued = self._queued_params(trial_id) if is_locked(error) else None
                     self._store_sampling_failure(trial_id, error)
+                    if queued:  # a queued point (a grid rerun's) is asked for again, not lost
+                        retry_when_locked(
+                            lambda: self._ot_study.enqueue_trial(queued), "Queueing a point again"
+                        )
                 raise
 
         return retry_when_locked(ask_once, "Starting a trial")
+
+    def _queued_params(self, trial_id: int) -> dict[str, Any] | None:
+        """The parameters ``enqueue_trial`` had queued for the trial ``ask`` took, if any."""
+        storage = self._ot_study._storage  # noqa: SLF001
+        try:
+            trial = retry_when_locked(lambda: storage.get_trial(trial_id), "Reading a trial")
+        except Exception:
+            return None
+        return trial.system_attrs.get("fixed_params")
 
     def _store_sampling_failure(self, trial_id: int, error: Exception) -> None:
         """Store a trial whose sampling failed as FAIL, with the reason."""
@@ -264,7 +283,9 @@ class HydraOptunaSearch(OptunaSearch):
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
         outcome.job_dir = (
-            outcome.job_dir or attempt.job_dir or self._existing_job_dir(ot_trial.number, trial_id)
+            outcome.job_dir
+            or attempt.job_dir
+            or self._existing_job_dir(ot_trial.number, trial_id, attempt.sampled_at)
         )
         stale = sorted(attempt.stale_steps - attempt.steps)
         if stale:  # Optuna cannot delete a step: say which ones a dead run of the trial left
@@ -294,11 +315,14 @@ class HydraOptunaSearch(OptunaSearch):
         else:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
-    def _existing_job_dir(self, number: int, trial_id: str) -> str | None:
+    def _existing_job_dir(self, number: int, trial_id: str, since: float) -> str | None:
         """The trial's job folder where it reported none (its worker died or hung first, or it
-        was stopped): the planned one, if the job got as far as creating it."""
+        was stopped): the planned one, if the job got as far as writing its ``.hydra`` files
+        there (not an earlier sweep's folder of the same number)."""
         job_dir = planned_job_dir(self._sweep_config, number, trial_id)
-        return job_dir if job_dir is not None and os.path.isdir(job_dir) else None
+        if job_dir is None or not os.path.isdir(job_dir):
+            return None
+        return job_dir if _last_written(job_dir) >= since - 1.0 else None
 
     def fail_open_trials(self) -> None:
         """Store trials Tune never completed (it skips them when the run is interrupted or
@@ -339,6 +363,20 @@ class HydraOptunaSearch(OptunaSearch):
         ):  # fmt: skip
             state[key] = None
         return state
+
+
+def _last_written(folder: str) -> float:
+    """When a job last wrote into ``folder``: the newest time of it, its files and folders (a job
+    that starts writes its ``.hydra`` files, whatever ``hydra.output_subdir`` names them, and its
+    log), one level deep."""
+    times = [os.path.getmtime(folder)]
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            times.append(entry.stat().st_mtime)
+            if entry.is_dir():
+                with os.scandir(entry.path) as inner:
+                    times += [item.stat().st_mtime for item in inner]
+    return max(times)
 
 
 def result_epoch(result: dict) -> float:

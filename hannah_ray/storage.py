@@ -175,7 +175,7 @@ _CONNECT_TIMEOUT_ARGS = {
     "psycopg2": "connect_timeout",
     "pymysql": "connect_timeout",
     "mysqldb": "connect_timeout",
-    "pg8000": "timeout",
+    # Not pg8000: its `timeout` bounds every socket read, so a long query or lock wait would fail.
 }
 
 

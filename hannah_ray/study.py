@@ -82,21 +82,33 @@ def grid_points_to_run(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The grid points that no COMPLETE, PRUNED or RUNNING trial holds (RUNNING ones left after
     reclaiming orphans belong to a live sweep), and those of them that no WAITING trial will run.
+    A trial holds a point when the parameters it has match it: one that a custom search space gave
+    no ``db.port`` (another ``db``) holds every port of its ``db``.
     (Optuna's GridSampler counts a FAILed point as done and, once every point is done, samples
     random ones again; a rerun must run exactly the missing points.)"""
     names = list(grid[0]) if grid else []
+    done = _held(names, [t.params for t in trials if t.state in (*FINISHED, TrialState.RUNNING)])
+    waiting = _held(
+        names,
+        [
+            t.system_attrs.get("fixed_params", t.params)
+            for t in trials
+            if t.state == TrialState.WAITING
+        ],
+    )
+    missing = [point for point in grid if not _holds(done, point)]
+    return missing, [point for point in missing if not _holds(waiting, point)]
 
-    def key(params: dict[str, Any]) -> tuple:
-        return tuple(params.get(name, _ABSENT) for name in names)
 
-    done = {key(t.params) for t in trials if t.state in (*FINISHED, TrialState.RUNNING)}
-    waiting = {
-        key(t.system_attrs.get("fixed_params", t.params))
-        for t in trials
-        if t.state == TrialState.WAITING
-    }
-    missing = [point for point in grid if key(point) not in done]
-    return missing, [point for point in missing if key(point) not in waiting]
+def _held(names: list[str], params: list[dict[str, Any]]) -> dict[tuple[str, ...], set[tuple]]:
+    """The grid values of ``params``, grouped by which grid names each one has."""
+    held: dict[tuple[str, ...], set[tuple]] = {}
+    for values in params:
+        present = tuple(name for name in names if name in values)
+        if present:  # a trial not yet sampled holds nothing
+            held.setdefault(present, set()).add(tuple(values[name] for name in present))
+    return held
 
 
-_ABSENT = object()
+def _holds(held: dict[tuple[str, ...], set[tuple]], point: dict[str, Any]) -> bool:
+    return any(tuple(point[name] for name in present) in values for present, values in held.items())

@@ -148,19 +148,23 @@ class RayOptunaSweep:
         settings = self.settings
         space = parse_search_space(arguments, settings.params, self.hydra_context.config_loader)
         custom = _load_custom_search_space(settings.custom_search_space)
-        self._check_trial_config(space, custom)
+        custom_keys = self._check_trial_config(space, custom)
         storage_url = resolve_storage_url(settings.storage, self.config.hydra.runtime.cwd)
         storage_label = mask_url(storage_url)
         study_name = settings.study_name or str(self.config.hydra.job.name)
         storage = create_storage(storage_url)
         stored = existing_trials(storage, study_name, settings.directions, storage_label)
-        if stored:
-            study = optuna.load_study(study_name=study_name, storage=storage)
-            reclaim_orphans(study, settings.orphan_grace_s, settings.requeue_orphans)
         check_search_space(stored, space.distributions, study_name, storage_label)
-        sampler = build_sampler(settings.sampler, space.distributions, seed_offset=len(stored))
+        sampler = build_sampler(
+            settings.sampler, space.distributions, seed_offset=len(stored), custom_keys=custom_keys
+        )
         scheduler = build_scheduler(settings.scheduler, settings.directions)
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
+        if stored:  # only now that the command is known to fit the study: it changes the study
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            # Queued again only where this run will run trials (else they would wait for good).
+            requeue = settings.requeue_orphans and n_to_run > 0
+            reclaim_orphans(study, settings.orphan_grace_s, requeue)
         if n_to_run == 0 and settings.n_trials > 0:
             log.warning(
                 "The study '%s' already holds hydra.sweeper.n_trials=%d finished trials: none to "
@@ -253,32 +257,29 @@ class RayOptunaSweep:
         tuner.fit()
 
     def _concurrency(self) -> int | None:
-        """``n_jobs``, or as many trials as the cluster's resources hold at once; without a limit
+        """``n_jobs``, or as many trials as the cluster's nodes hold at once; without a limit
         Tune would ask the sampler for trials that then wait for resources, blind to results."""
         if self.settings.n_jobs is not None:
             return self.settings.n_jobs
-        available = ray.cluster_resources()
-        limits = [
-            available.get(name, 0.0) / need
-            for name, need in (
-                ("CPU", self.settings.cpu_per_trial),
-                ("GPU", self.settings.gpu_per_trial),
-            )
-            if need > 0
-        ]
-        if not limits:
+        needs = self._trial_needs()
+        if not needs:
             return None
-        fits = int(min(limits) + 1e-9)
+        fits = trials_that_fit(ray.nodes(), needs)
         if _started_ray_here():
             return max(1, fits)
         log.info(
-            "hydra.sweeper.n_jobs=null: at most %d trial(s) at once, as the cluster's resources "
+            "hydra.sweeper.n_jobs=null: at most %d trial(s) at once, as the cluster's nodes "
             "hold now; on a cluster that grows (an autoscaler), set hydra.sweeper.n_jobs.",
             fits,
         )
         # No node fits a trial yet: leave the limit to Tune, whose pending trials show an
         # autoscaler the demand (a limit of 1 would hold the sweep at one trial for good).
         return fits or None
+
+    def _trial_needs(self) -> dict[str, float]:
+        """The Ray resources one trial holds, by Ray's names (those above zero)."""
+        needs = {"CPU": self.settings.cpu_per_trial, "GPU": self.settings.gpu_per_trial}
+        return {name: need for name, need in needs.items() if need > 0}
 
     def _check_a_node_fits_a_trial(self) -> None:
         """A trial no node can hold would wait forever: fail now, naming the key. On a cluster this
@@ -299,18 +300,21 @@ class RayOptunaSweep:
             return
         raise SweepConfigError(message)
 
-    def _check_trial_config(self, space: SearchSpace, custom_search_space: Any) -> None:
+    def _check_trial_config(self, space: SearchSpace, custom_search_space: Any) -> set[str] | None:
         """Compose trial configs now, so a bad key or choice fails before any trial runs: one with
-        every parameter at its first choice or low bound (plus what ``custom_search_space`` adds
-        to it on a throwaway trial), then each other choice and each high bound in turn."""
+        every parameter at its first choice or low bound, then each other choice and each high
+        bound in turn; each with what ``custom_search_space`` adds to it on a throwaway trial.
+        Returns the keys ``custom_search_space`` added (None: there is no such function)."""
         base = {
             key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
             for key, dist in space.distributions.items()
         }
-        if custom_search_space is not None:
-            base = self._try_custom_search_space(space, custom_search_space, base)
         composer = SweepConfigComposer(self.hydra_context.config_loader, self.config)
+        custom_keys: set[str] | None = None if custom_search_space is None else set()
         for sample in _samples_to_compose(space.distributions, base):
+            if custom_keys is not None:  # what the function adds may depend on the sample
+                sample = self._try_custom_search_space(space, custom_search_space, sample)
+                custom_keys |= set(sample) - set(space.distributions)
             overrides = space.trial_overrides(sample)
             try:
                 composer.compose(overrides)
@@ -318,6 +322,7 @@ class RayOptunaSweep:
                 raise SweepConfigError(
                     f"The trial config does not compose with the overrides {overrides}: {error}"
                 ) from error
+        return custom_keys
 
     def _try_custom_search_space(
         self, space: SearchSpace, custom_search_space: Any, sample: dict[str, Any]
@@ -339,6 +344,16 @@ class RayOptunaSweep:
                 f"failed on a test trial with {sample}: {type(error).__name__}: {error}"
             ) from error
         return dict(trial.params)
+
+
+def trials_that_fit(nodes: list[dict[str, Any]], needs: Mapping[str, float]) -> int:
+    """How many trials needing ``needs`` the live ``nodes`` (as ``ray.nodes()`` lists them) hold
+    at once: a trial runs on one node, so per node, not from the cluster's totals."""
+    return sum(
+        int(min(node["Resources"].get(name, 0.0) / need for name, need in needs.items()) + 1e-9)
+        for node in nodes
+        if node.get("Alive")
+    )
 
 
 def _samples_to_compose(

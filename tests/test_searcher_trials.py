@@ -4,15 +4,19 @@ intermediate values, PRUNED values, retried trials, job folders, a locked SQLite
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
+from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 
 from hannah_ray.ledger import SweepLedger
 from hannah_ray.reporting import EPOCH, FINAL, JOB_DIR, OBJECTIVE
@@ -23,7 +27,9 @@ from hannah_ray.trial_runner import JobOutcome
 
 
 def _searcher(
-    storage: optuna.storages.BaseStorage | None = None, sweep_dir: Path | None = None
+    storage: optuna.storages.BaseStorage | None = None,
+    sweep_dir: Path | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
 ) -> HydraOptunaSearch:
     sweep_config = None
     if sweep_dir is not None:  # Hydra's default job folders: <sweep dir>/<job number>
@@ -35,7 +41,7 @@ def _searcher(
         directions=["minimize"],
         study_name="study",
         storage=storage or optuna.storages.InMemoryStorage(),
-        sampler=optuna.samplers.RandomSampler(seed=0),
+        sampler=sampler or optuna.samplers.RandomSampler(seed=0),
         ledger=SweepLedger(0.5, 4, ["minimize"]),
         sweep_config=sweep_config,
     )
@@ -124,11 +130,20 @@ def test_trials_that_fail_without_a_final_report_point_to_their_job_folder(
     tmp_path: Path,
 ) -> None:
     sweep_dir = tmp_path / "sweep"
+    # An earlier sweep's folder of trial 3's number, in the same (fixed) sweep folder.
+    (sweep_dir / "3" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "3" / ".hydra" / "overrides.yaml").write_text("[]")
+    an_hour_ago = time.time() - 3600
+    for old in ("3/.hydra/overrides.yaml", "3/.hydra", "3"):
+        os.utime(sweep_dir / old, (an_hour_ago, an_hour_ago))
     searcher = _searcher(sweep_dir=sweep_dir)
     for trial_id in ("died", "reported_then_died", "stopped", "never_started"):
         searcher.suggest(trial_id)
-    for number in (0, 2):  # run_job created these folders; then the worker died or hung
-        (sweep_dir / str(number)).mkdir(parents=True)
+    # run_job wrote these; then the worker died or hung. 2: hydra.output_subdir=null, a log only.
+    (sweep_dir / "0" / ".hydra").mkdir(parents=True)
+    (sweep_dir / "0" / ".hydra" / "overrides.yaml").write_text("[]")
+    (sweep_dir / "2").mkdir(parents=True)
+    (sweep_dir / "2" / "app.log").write_text("training...")
     searcher.trial_started("died")
     searcher.on_trial_complete("died", error=True)
     searcher.trial_started("reported_then_died")
@@ -142,7 +157,7 @@ def test_trials_that_fail_without_a_final_report_point_to_their_job_folder(
     assert rows["0"]["job_dir"] == str(sweep_dir / "0")
     assert rows["1"]["job_dir"] == reported_dir
     assert rows["2"]["job_dir"] == str(sweep_dir / "2")
-    assert rows["3"]["job_dir"] == ""  # it never ran: no folder to point to
+    assert rows["3"]["job_dir"] == ""  # it never ran: the folder is an earlier sweep's
     assert searcher.study.trials[0].user_attrs["job_dir"] == str(sweep_dir / "0")
 
 
@@ -184,3 +199,29 @@ def test_a_result_arriving_while_another_writer_locks_sqlite_is_stored(
     assert trial.state == TrialState.COMPLETE and trial.value == 0.1
     assert trial.user_attrs["ray_trial_id"] == "t1"
     assert "the database is locked; trying again" in caplog.text
+
+
+class _LockedOnceInsideAsk(optuna.samplers.RandomSampler):
+    """Meets a locked database once, inside ``Study.ask`` after it took a trial: the moment a
+    real lock would have to hit, which a second writer cannot time."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.locked = False
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not self.locked:
+            self.locked = True
+            try:
+                raise OperationalError("UPDATE trials", {}, Exception("database is locked"))
+            except OperationalError as error:  # as Optuna's RDBStorage wraps it
+                raise StorageInternalError("An exception is raised during the commit.") from error
+
+
+def test_a_queued_point_whose_trial_meets_a_lock_inside_ask_is_asked_for_again() -> None:
+    searcher = _searcher(sampler=_LockedOnceInsideAsk())
+    searcher.study.enqueue_trial({"x": 0.25})  # a grid rerun's missing point
+    suggestion = searcher.suggest("t1")
+    assert suggestion["overrides"] == ["x=0.25"]
+    states = [trial.state for trial in searcher.study.trials]
+    assert states == [TrialState.FAIL, TrialState.RUNNING]  # none left RUNNING by the lock

@@ -341,7 +341,7 @@ def test_storage_writes_are_retried_while_sqlite_is_locked() -> None:
         ("sqlite:///study.db", {"timeout": 60}),
         ("postgresql://user:pw@db/optuna", {"connect_timeout": 10}),  # psycopg 3
         ("postgresql+psycopg2://user:pw@db/optuna", {"connect_timeout": 10}),
-        ("postgresql+pg8000://user:pw@db/optuna", {"timeout": 10}),
+        ("postgresql+pg8000://user:pw@db/optuna", None),  # its timeout bounds every read
         ("mysql://user:pw@db/optuna", {"connect_timeout": 10}),  # mysqlclient
         ("mysql+pymysql://user:pw@db/optuna", {"connect_timeout": 10}),
         ("mysql+mysqlconnector://user:pw@db/optuna", None),
@@ -409,7 +409,9 @@ def test_asha_rungs_may_be_fractions_of_an_epoch() -> None:
     )
     scheduler = build_scheduler(OmegaConf.to_container(config), ["minimize"])
     assert (scheduler._brackets[0]._rungs[-1][0], scheduler._max_t) == (0.5, 2.5)
-    assert OmegaConf.structured(_SCHEDULERS["asha"]).grace_period == 1  # still an int by default
+    default = OmegaConf.to_container(OmegaConf.structured(_SCHEDULERS["asha"]))
+    scheduler = build_scheduler(default, ["minimize"])
+    assert scheduler._brackets[0]._rungs[-1][0] == 1 and isinstance(scheduler._max_t, int)
 
 
 def test_qmc_and_grid_seeds_are_not_shifted_on_resume() -> None:
@@ -421,7 +423,7 @@ def test_qmc_and_grid_seeds_are_not_shifted_on_resume() -> None:
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        ({"y": [1, 2]}, r"grids \['y'\], but the swept keys are \['x'\]"),
+        ({"y": [1, 2]}, r"grids \['y'\], but the sweep's parameters are \['x'\]"),
         ({"x": [1, 7]}, r"search_space.x: \[7\] outside the swept IntDistribution"),
         ({"x": []}, r"search_space.x=\[\]: allowed: a non-empty list"),
     ],
@@ -437,3 +439,61 @@ def test_a_given_grid_must_fit_the_swept_keys(grid: dict, message: str) -> None:
 def test_a_log_int_range_can_be_gridded() -> None:
     space = parse_search_space(["x=tag(log, range(1, 5))"])
     assert grid_from_distributions(space.distributions) == {"x": [1, 2, 3, 4]}
+
+
+def test_a_grid_lists_what_a_custom_search_space_adds() -> None:
+    space = parse_search_space(["x=range(1, 4)"])
+    grid = {"_target_": "optuna.samplers.GridSampler", "search_space": None}
+    with pytest.raises(
+        SweepConfigError, match=r"search_space=null grids the swept keys only.*\['z'\]"
+    ):
+        build_sampler(grid, space.distributions, custom_keys={"z"})
+    listed = {**grid, "search_space": {"x": [1, 2], "z": [0.5], "w": [1]}}
+    build_sampler(listed, space.distributions, custom_keys={"z"})  # w: a branch not yet seen
+    with pytest.raises(SweepConfigError, match=r"grids \['w', 'x', 'z'\], but the sweep's"):
+        build_sampler(listed, space.distributions)  # no custom_search_space: z and w are wrong
+    with pytest.raises(SweepConfigError, match=r"parameters are \['x', 'z'\]"):
+        build_sampler({**grid, "search_space": {"x": [1]}}, space.distributions, custom_keys={"z"})
+
+
+def test_asha_numbers_given_as_strings_are_numbers() -> None:
+    # ${oc.env:MAX_EPOCHS} or max_t='10' give a string, which the config makes a number.
+    config = OmegaConf.merge(OmegaConf.structured(_SCHEDULERS["asha"]), {"max_t": "10"})
+    scheduler = build_scheduler(OmegaConf.to_container(config), ["minimize"])
+    assert scheduler._max_t == 10 and isinstance(scheduler._max_t, int)
+
+
+def test_trials_fit_per_node_not_by_the_clusters_totals() -> None:
+    from hannah_ray.sweep import trials_that_fit
+
+    # Shaped as ray.nodes() lists them; a two-node cluster cannot run here.
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 4.0}},
+    ]
+    assert trials_that_fit(nodes, {"CPU": 1.0, "GPU": 2.0}) == 0  # 2 GPUs in all, 1 per node
+    assert trials_that_fit(nodes, {"CPU": 1.0, "GPU": 0.25}) == 8
+    assert trials_that_fit(nodes, {"CPU": 3.0}) == 4
+
+
+def test_a_grid_point_a_custom_key_does_not_apply_to_is_held_without_it() -> None:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hannah_ray.study import grid_points_to_run
+
+    # A custom search space suggests db.port for alpha only.
+    grid = [{"db": db, "db.port": port} for db in ("alpha", "beta") for port in (1, 2)]
+    db = CategoricalDistribution(["alpha", "beta"])
+    finished = [
+        create_trial(params={"db": "beta"}, distributions={"db": db}, value=1.0),
+        create_trial(
+            params={"db": "alpha", "db.port": 1},
+            distributions={"db": db, "db.port": IntDistribution(1, 2)},
+            value=1.0,
+        ),
+        create_trial(state=TrialState.RUNNING),  # not sampled yet: holds no point
+    ]
+    missing, _ = grid_points_to_run(grid, finished)
+    assert missing == [{"db": "alpha", "db.port": 2}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import optuna
@@ -393,6 +394,45 @@ def test_every_choice_and_bound_is_composed_before_any_trial(
             sweep_dir=sweep_dir,
         )
     assert not sweep_dir.exists() or _numbered_job_dirs(sweep_dir) == []
+
+
+def test_a_custom_search_space_that_depends_on_a_choice_is_checked_per_choice(run_sweep) -> None:
+    # beta has no port: the check before any trial runs the function for beta too.
+    run = run_sweep(
+        tasks.config_group_score,
+        [
+            "db=choice(alpha, beta)",
+            "hydra.sweeper.custom_search_space=apps.search_spaces.port_for_alpha_only",
+            "hydra.sweeper.n_trials=4",
+        ],
+        config_path="apps/conf",
+        config_name="config",
+    )
+    rows = run.trials_table()
+    assert {row["state"] for row in rows} == {"COMPLETE"}
+    assert all((row["params.db.port"] != "") == (row["params.db"] == "alpha") for row in rows)
+
+
+def test_a_rerun_that_does_not_fit_the_study_leaves_its_orphans_alone(
+    run_sweep, tmp_path: Path
+) -> None:
+    from hannah_ray.heartbeat import HEARTBEAT_ATTR
+
+    storage = f"sqlite:///{tmp_path}/orphans.db"
+    study = optuna.create_study(study_name="orphans", storage=storage)
+    space = {"+x": optuna.distributions.FloatDistribution(0, 1)}
+    study.tell(study.ask(space), 0.5)
+    killed = study.ask(space)  # a killed sweep's
+    study._storage.set_trial_system_attr(killed._trial_id, HEARTBEAT_ATTR, time.time() - 3600)
+    common = [f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=orphans"]
+    with pytest.raises(SweepConfigError, match="sampled key"):
+        run_sweep(tasks.sphere, ["+x=choice(1, 2)", *common])  # another distribution for +x
+    trials = optuna.load_study(study_name="orphans", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]  # unchanged
+    # A fitting command with nothing to run fails the orphan, and queues nothing to wait forever.
+    run_sweep(tasks.sphere, ["+x=interval(0, 1)", "hydra.sweeper.n_trials=1", *common])
+    trials = optuna.load_study(study_name="orphans", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
 
 
 def test_unknown_sampler_is_rejected_by_hydra(run_sweep) -> None:

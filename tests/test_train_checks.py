@@ -122,6 +122,15 @@ def test_npz_labels_of_shape_n_by_1_are_squeezed_and_a_1d_x_is_one_feature(tmp_p
     arrays = load_arrays(_files(_npz(tmp_path, X, Y[:, None])))
     assert arrays.labels.shape == (20,) and arrays.labels.tolist() == Y.tolist()
     assert load_arrays(_files(_npz(tmp_path, X[:, 0], Y))).features.shape == (20, 1)
+    booleans = load_arrays(_files(_npz(tmp_path, X > 0, Y))).features  # bool x: 0 and 1
+    assert booleans.dtype == np.float32 and set(np.unique(booleans)) == {0.0, 1.0}
+
+
+def test_an_npz_of_pickled_objects_is_refused_naming_the_file(tmp_path: Path) -> None:
+    names = np.array(["cat", "dog"] * 10, dtype=object)  # a pandas column, saved as is
+    path = _npz(tmp_path, X, names)
+    with pytest.raises(ValueError, match=r"dataset.path=.*y=column.to_numpy\(dtype=str\)"):
+        load_arrays(_files(path))
 
 
 @pytest.mark.parametrize(
@@ -192,8 +201,8 @@ def test_features_of_small_scale_are_standardised_and_constant_ones_centred(tmp_
 
 def _optimizer(kind: str = "sgd") -> torch.optim.Optimizer:
     params = [torch.nn.Parameter(torch.zeros(1))]
-    if kind == "sgd":
-        return torch.optim.SGD(params, lr=0.05, momentum=0.0)
+    if kind == "sgd":  # as conf/optimizer/sgd.yaml
+        return torch.optim.SGD(params, lr=0.05, momentum=0.9)
     return torch.optim.Adagrad(params, lr=0.01)
 
 
@@ -210,7 +219,7 @@ def test_every_1cycle_key_reaches_onecyclelr() -> None:
     assert (
         interval == "step" and schedule.total_steps == 100 and len(schedule._schedule_phases) == 3
     )
-    assert optimizer.param_groups[0]["momentum"] == 0.0  # kept, not cycled from 0.95
+    assert optimizer.param_groups[0]["momentum"] == 0.9  # kept, not cycled from 0.95
     optimizer = _optimizer()
     build_scheduler(optimizer, _one_cycle(base_momentum=0.5), (100, 10))  # SGD: cycled
     assert optimizer.param_groups[0]["base_momentum"] == 0.5
@@ -228,6 +237,10 @@ def test_1cycle_cycles_momentum_only_where_the_optimizer_has_it() -> None:
     optimizer = _optimizer("adagrad")
     build_scheduler(optimizer, _one_cycle(), (100, 10))  # default: no momentum to cycle, so off
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 / 25)
+    # RMSprop's momentum is 0 unless given: cycling would switch it on unasked.
+    rmsprop = torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    build_scheduler(rmsprop, _one_cycle(), (100, 10))
+    assert rmsprop.param_groups[0]["momentum"] == 0
     with pytest.raises(
         ValueError, match=r"scheduler.cycle_momentum=true, but optimizer Adagrad has no momentum"
     ):
@@ -284,19 +297,32 @@ def test_trainer_logger_root_dir_and_callbacks_are_merged(tmp_path: Path, monkey
          "+trainer.default_root_dir=elsewhere", f"+trainer.callbacks=[{mine}]"]
     )  # fmt: skip
     value = train(cfg)
-    assert isinstance(value, list) and len(value) == 1  # a list of one monitor returns a list
+    assert isinstance(value, float)  # like hannah: one metric, even in a list, returns a number
     # default_root_dir is relative to the run's folder (hannah's "." is that folder).
     assert list((tmp_path / "elsewhere" / "checkpoints").glob("*.ckpt"))
     assert (tmp_path / "mine" / "last.ckpt").is_file()  # the user's callback ran too
     assert not list(tmp_path.glob("**/tensorboard"))  # logger=false: no logs
 
 
-def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(tmp_path: Path) -> None:
+def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(
+    tmp_path: Path, monkeypatch
+) -> None:
     csv_logger = {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": str(tmp_path)}
     root, loggers, callbacks = trainer_extras(
         {"logger": [csv_logger], "default_root_dir": "/abs"}, tmp_path
     )
     assert root == Path("/abs") and type(loggers[0]).__name__ == "CSVLogger" and callbacks == []
+    # A relative save_dir is the run's folder's, as for the app's own logger.
+    relative = {**csv_logger, "save_dir": "csvlogs"}
+    _, loggers, _ = trainer_extras({"logger": relative, "default_root_dir": "."}, tmp_path)
+    assert Path(loggers[0].save_dir) == tmp_path / "csvlogs"
+    # In a sweep trial an absolute folder would gather every trial's logs and checkpoints.
+    monkeypatch.setattr("hannah_ray.in_trial", lambda: True)
+    with pytest.raises(ValueError, match=r"trainer.default_root_dir='/abs': every job"):
+        trainer_extras({"default_root_dir": "/abs"}, tmp_path)
+    # ${hydra:runtime.output_dir}/lightning: absolute, but inside the job's folder.
+    root, _, _ = trainer_extras({"default_root_dir": str(tmp_path / "lightning")}, tmp_path)
+    assert root == tmp_path / "lightning"
     with pytest.raises(ValueError, match=r"trainer.logger='csv': allowed: a config with _target_"):
         trainer_extras({"logger": "csv"}, tmp_path)
     with pytest.raises(

@@ -192,15 +192,31 @@ def trainer_extras(
     from pytorch_lightning.loggers import Logger
 
     root = output_dir / str(trainer_args.pop("default_root_dir", None) or ".")
+    if _in_sweep() and not root.resolve().is_relative_to(output_dir.resolve()):
+        raise ValueError(
+            f"trainer.default_root_dir={str(root)!r}: every job of the sweep would write its "
+            "tensorboard/ and checkpoints/ there. Allowed in a sweep: a folder inside the job's "
+            "own (e.g. '.', or a path relative to it)."
+        )
     logger = trainer_args.pop("logger", True)
-    loggers = None if logger is False else _instantiated("logger", logger, Logger)
+    loggers = None if logger is False else _instantiated("logger", logger, Logger, output_dir)
     callbacks = _instantiated("callbacks", trainer_args.pop("callbacks", None), Callback)
     return root, loggers, callbacks
 
 
-def _instantiated(key: str, given: Any, kind: type) -> list[Any]:
+def _in_sweep() -> bool:
+    """A job of a sweep: a ray_optuna trial, or a job of any Hydra multirun."""
+    from hydra.types import RunMode
+
+    from hannah_ray import in_trial
+
+    return in_trial() or (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
+
+
+def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) -> list[Any]:
     """``trainer.<key>``: none (null, true, []), one config with ``_target_``, or a list of them
-    or a mapping of names to them (as in a callbacks/ config group), each made a ``kind``."""
+    or a mapping of names to them (as in a callbacks/ config group), each made a ``kind``; a
+    relative ``save_dir`` is taken from ``root`` (the run's folder, as for the app's logger)."""
     from hydra.utils import instantiate
 
     if given is None or given is True:
@@ -219,6 +235,8 @@ def _instantiated(key: str, given: Any, kind: type) -> list[Any]:
                     else "a list of them."
                 )
             )
+        if root is not None and isinstance(config.get("save_dir"), str):
+            config = {**config, "save_dir": str(root / config["save_dir"])}
         made.append(instantiate(config))
         if not isinstance(made[-1], kind):
             raise ValueError(
@@ -279,7 +297,9 @@ def train(cfg: DictConfig) -> float | list[float]:
     finally:
         if logger is not None:
             logger.close()
-    return values if _is_list(cfg.monitor) else values[0]
+    # Like hannah: one metric, even as a one-element list, returns a number (the stock Optuna
+    # sweeper refuses a list for one direction).
+    return values[0] if len(values) == 1 else values
 
 
 def _app_callbacks(names: list[str], trainer_args: dict[str, Any], output_dir: Path) -> Any:

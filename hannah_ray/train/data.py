@@ -57,13 +57,19 @@ def _load_file(dataset: DictConfig) -> Arrays:
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Arrays ``x`` (one row per sample, finite numbers) and ``y`` (one label per sample)."""
     where = f"dataset.path={str(path)!r}"
-    with np.load(path) as stored:
+    with np.load(path) as stored:  # no pickles: a data file runs no code
         missing = {"x", "y"} - set(stored.files)
         if missing:
             raise ValueError(
                 f"{where}: an .npz file needs arrays 'x' and 'y'; it has {sorted(stored.files)}."
             )
-        features, labels = stored["x"], stored["y"]
+        try:
+            features, labels = stored["x"], stored["y"]
+        except ValueError as error:  # an object array, e.g. a pandas column of class names
+            raise ValueError(
+                f"{where}: {error}. Allowed: numeric x, and y of numbers or strings; save class "
+                "names from pandas as y=column.to_numpy(dtype=str)."
+            ) from None
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
@@ -76,6 +82,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{where}: x has shape {features.shape} but y has {len(labels)} labels. Allowed: "
             "one row of x per label (len(x) == len(y))."
         )
+    if features.dtype == np.bool_:
+        features = features.astype(np.float32)
     if not np.issubdtype(features.dtype, np.number) or np.issubdtype(
         features.dtype, np.complexfloating
     ):

@@ -127,8 +127,9 @@ def build_scheduler(
 
 def one_cycle_arguments(config: DictConfig, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Every ``scheduler`` key but ``name`` as a ``OneCycleLR`` argument. ``cycle_momentum``
-    defaults to on where the optimizer has ``momentum`` or ``betas`` and off where it has neither
-    (Adagrad, RMSprop without momentum...); set to true for such an optimizer, it is an error."""
+    defaults to on where the optimizer uses ``betas`` or a ``momentum`` above 0 and off elsewhere
+    (Adagrad, SGD or RMSprop without momentum...); set to true for an optimizer with neither key,
+    it is an error."""
     arguments = dict(OmegaConf.to_container(config, resolve=True))
     arguments.pop("name", None)
     allowed = set(inspect.signature(OneCycleLR).parameters) - {"optimizer", "last_epoch"}
@@ -144,9 +145,11 @@ def one_cycle_arguments(config: DictConfig, optimizer: torch.optim.Optimizer) ->
             )
             + f". Allowed: {sorted(allowed)}."
         )
-    has_momentum = bool({"momentum", "betas"} & set(optimizer.defaults))
-    cycle = arguments.setdefault("cycle_momentum", has_momentum)
-    if cycle is True and not has_momentum:
+    can_cycle = bool({"momentum", "betas"} & set(optimizer.defaults))
+    # SGD and RMSprop have a momentum key at 0 by default: cycling would switch it on unasked.
+    in_use = "betas" in optimizer.defaults or bool(optimizer.defaults.get("momentum"))
+    cycle = arguments.setdefault("cycle_momentum", in_use)
+    if cycle is True and not can_cycle:
         raise ValueError(
             f"scheduler.cycle_momentum=true, but optimizer {type(optimizer).__name__} has no "
             "momentum or betas to cycle. Allowed: scheduler.cycle_momentum=false, or an "

@@ -7,7 +7,7 @@
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -123,9 +123,10 @@ class ASHASchedulerConfig(SchedulerConfig):
 
     _target_: str = "hannah_ray.schedulers.ASHAScheduler"
     time_attr: str = "epoch"
-    # Epochs may be fractions (validations inside an epoch report at 0.5, 1, 1.5, ...).
-    max_t: Union[int, float] = 100  # noqa: UP007 (OmegaConf reads typing.Union, not X | Y)
-    grace_period: Union[int, float] = 1  # noqa: UP007
+    # Epochs may be fractions (validations inside an epoch report at 0.5, 1, 1.5, ...); whole
+    # numbers reach the scheduler as ints.
+    max_t: float = 100
+    grace_period: float = 1
     reduction_factor: float = 4
     brackets: int = 1
     # false: a trial that reaches max_t trains on to its own end (its return value is the

@@ -1,0 +1,129 @@
+"""ReportCallback's epochs in a real Lightning fit; its reports are captured where they would go
+to the running trial (the sweep path of a report is tested with Ray in test_early_stopping.py)."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+import hannah_ray.lightning as reporting_callback
+from hannah_ray.lightning import ReportCallback
+
+
+class _Stream(IterableDataset):
+    """Endless training data: a loader of unknown length, as for streamed data."""
+
+    def __iter__(self):
+        while True:
+            yield torch.randn(2), torch.randn(1)
+
+
+class _FiniteStream(IterableDataset):
+    """Four samples per epoch, from a loader that does not know it (no ``__len__``)."""
+
+    def __iter__(self):
+        for _ in range(4):
+            yield torch.randn(2), torch.randn(1)
+
+
+class _RegressionSteps:
+    """A linear regression's steps, for a module of either Lightning package."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class _Regression(_RegressionSteps, pl.LightningModule):
+    pass
+
+
+def test_an_endless_training_loader_counts_each_validation_as_an_epoch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    reports = []
+    monkeypatch.setattr(reporting_callback, "in_trial", lambda: True)
+    monkeypatch.setattr(
+        reporting_callback, "report", lambda values, epoch, last: reports.append((epoch, last))
+    )
+    validation = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
+    trainer = pl.Trainer(
+        max_steps=12,
+        val_check_interval=4,
+        check_val_every_n_epoch=None,
+        callbacks=[ReportCallback(monitor="val_loss")],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_Regression(), DataLoader(_Stream(), batch_size=2), validation)
+    # Before: every report said epoch 1, so ASHA never got past its first rung.
+    assert reports == [(1, False), (2, False), (3, True)]
+
+
+def test_apps_on_the_lightning_package_have_a_callback_of_their_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import lightning.pytorch as lightning_pl
+
+    from hannah_ray.lightning import LightningReportCallback
+
+    reports = []
+    monkeypatch.setattr(reporting_callback, "in_trial", lambda: True)
+    monkeypatch.setattr(
+        reporting_callback, "report", lambda values, epoch, last: reports.append((epoch, last))
+    )
+
+    class Regression(_RegressionSteps, lightning_pl.LightningModule):
+        pass
+
+    data = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
+    trainer = lightning_pl.Trainer(
+        max_epochs=2,
+        callbacks=[LightningReportCallback(monitor="val_loss")],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(Regression(), data, data)
+    assert reports == [(1, False), (2, True)]
+
+
+def test_a_finite_loader_of_unknown_length_keeps_lightnings_epochs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    reports = []
+    monkeypatch.setattr(reporting_callback, "in_trial", lambda: True)
+    monkeypatch.setattr(
+        reporting_callback, "report", lambda values, epoch, last: reports.append((epoch, last))
+    )
+    validation = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
+    trainer = pl.Trainer(
+        max_epochs=6,
+        check_val_every_n_epoch=2,
+        callbacks=[ReportCallback(monitor="val_loss")],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_Regression(), DataLoader(_FiniteStream(), batch_size=2), validation)
+    assert reports == [(2, False), (4, False), (6, True)]
