@@ -369,14 +369,23 @@ def _last_written(folder: str) -> float:
     """When a job last wrote into ``folder``: the newest time of it, its files and folders (a job
     that starts writes its ``.hydra`` files, whatever ``hydra.output_subdir`` names them, and its
     log), one level deep."""
-    times = [os.path.getmtime(folder)]
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            times.append(entry.stat().st_mtime)
-            if entry.is_dir():
-                with os.scandir(entry.path) as inner:
-                    times += [item.stat().st_mtime for item in inner]
+    times = [0.0]
+    for path in (folder, *_entries(folder)):
+        try:  # a file may go while we look: it just does not count
+            times.append(os.path.getmtime(path))
+            if path != folder and os.path.isdir(path):
+                times += [os.path.getmtime(inner) for inner in _entries(path)]
+        except OSError:
+            continue
     return max(times)
+
+
+def _entries(folder: str) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return [entry.path for entry in entries]
+    except OSError:
+        return []
 
 
 def result_epoch(result: dict) -> float:
