@@ -35,6 +35,7 @@ from .trial_runner import JobOutcome, planned_job_dir
 log = logging.getLogger(__name__)
 
 CustomSearchSpace = Callable[[Any, optuna.Trial], None]
+JOB_DIR_CLOCK_SLACK_S = 30.0
 
 
 @dataclass
@@ -322,7 +323,8 @@ class HydraOptunaSearch(OptunaSearch):
         job_dir = planned_job_dir(self._sweep_config, number, trial_id)
         if job_dir is None or not os.path.isdir(job_dir):
             return None
-        return job_dir if _last_written(job_dir) >= since - 1.0 else None
+        # Slack for clocks that differ between the driver and the node that wrote the folder.
+        return job_dir if _last_written(job_dir) >= since - JOB_DIR_CLOCK_SLACK_S else None
 
     def fail_open_trials(self) -> None:
         """Store trials Tune never completed (it skips them when the run is interrupted or

@@ -78,18 +78,23 @@ def check_search_space(
 
 
 def grid_points_to_run(
-    grid: list[dict[str, Any]], trials: list[optuna.trial.FrozenTrial]
+    grid: list[dict[str, Any]],
+    trials: list[optuna.trial.FrozenTrial],
+    optional: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The grid points that no COMPLETE, PRUNED or RUNNING trial holds (RUNNING ones left after
     reclaiming orphans belong to a live sweep), and those of them that no WAITING trial will run.
-    A trial holds a point when the parameters it has match it: one that a custom search space gave
-    no ``db.port`` (another ``db``) holds every port of its ``db``.
+    A trial holds a point when its parameters match it; of the ``optional`` keys (those a custom
+    search space adds) only those it has: one given no ``db.port`` holds every port of its ``db``.
     (Optuna's GridSampler counts a FAILed point as done and, once every point is done, samples
     random ones again; a rerun must run exactly the missing points.)"""
     names = list(grid[0]) if grid else []
-    done = _held(names, [t.params for t in trials if t.state in (*FINISHED, TrialState.RUNNING)])
+    done = _held(
+        names, optional, [t.params for t in trials if t.state in (*FINISHED, TrialState.RUNNING)]
+    )
     waiting = _held(
         names,
+        optional,
         [
             t.system_attrs.get("fixed_params", t.params)
             for t in trials
@@ -100,12 +105,16 @@ def grid_points_to_run(
     return missing, [point for point in missing if not _holds(waiting, point)]
 
 
-def _held(names: list[str], params: list[dict[str, Any]]) -> dict[tuple[str, ...], set[tuple]]:
-    """The grid values of ``params``, grouped by which grid names each one has."""
+def _held(
+    names: list[str], optional: set[str] | frozenset[str], params: list[dict[str, Any]]
+) -> dict[tuple[str, ...], set[tuple]]:
+    """The grid values of ``params``, grouped by which grid names each one has; one that lacks a
+    name that is not ``optional`` (a trial not yet, or not fully, sampled; a key new to the grid)
+    holds nothing."""
     held: dict[tuple[str, ...], set[tuple]] = {}
     for values in params:
         present = tuple(name for name in names if name in values)
-        if present:  # a trial not yet sampled holds nothing
+        if all(name in values for name in names if name not in optional):
             held.setdefault(present, set()).add(tuple(values[name] for name in present))
     return held
 

@@ -159,12 +159,10 @@ class RayOptunaSweep:
             settings.sampler, space.distributions, seed_offset=len(stored), custom_keys=custom_keys
         )
         scheduler = build_scheduler(settings.scheduler, settings.directions)
-        n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         if stored:  # only now that the command is known to fit the study: it changes the study
             study = optuna.load_study(study_name=study_name, storage=storage)
-            # Queued again only where this run will run trials (else they would wait for good).
-            requeue = settings.requeue_orphans and n_to_run > 0
-            reclaim_orphans(study, settings.orphan_grace_s, requeue)
+            reclaim_orphans(study, settings.orphan_grace_s, settings.requeue_orphans)
+        n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         if n_to_run == 0 and settings.n_trials > 0:
             log.warning(
                 "The study '%s' already holds hydra.sweeper.n_trials=%d finished trials: none to "
@@ -174,7 +172,9 @@ class RayOptunaSweep:
             )  # fmt: skip
         grid = grid_points(sampler)
         if grid is not None:
-            n_to_run = _plan_grid(grid, storage, study_name, n_to_run, resumed=bool(stored))
+            n_to_run = _plan_grid(
+                grid, storage, study_name, n_to_run, resumed=bool(stored), optional=custom_keys
+            )
         sweep_dir = os.path.abspath(str(self.config.hydra.sweep.dir))
         os.makedirs(sweep_dir, exist_ok=True)
         saved_config = copy.deepcopy(self.config)
@@ -376,9 +376,11 @@ def _plan_grid(
     n_to_run: int,
     *,
     resumed: bool,
+    optional: set[str] | None = None,
 ) -> int:
     """Run the grid points no finished trial holds, once each: on a rerun they are queued in the
-    study, since Optuna's GridSampler takes a FAILed point as done."""
+    study, since Optuna's GridSampler takes a FAILed point as done. ``optional``: the keys a
+    custom search space may leave out of a trial."""
     if not resumed:
         if n_to_run > len(grid):
             log.info(
@@ -389,7 +391,9 @@ def _plan_grid(
             )
         return min(n_to_run, len(grid))
     study = optuna.load_study(study_name=study_name, storage=storage)
-    missing, to_queue = grid_points_to_run(grid, study.get_trials(deepcopy=False))
+    missing, to_queue = grid_points_to_run(
+        grid, study.get_trials(deepcopy=False), optional or set()
+    )
     if not missing and n_to_run > 0:
         log.warning("Each of the grid's %d points has a finished trial: none to run.", len(grid))
         return 0

@@ -495,5 +495,9 @@ def test_a_grid_point_a_custom_key_does_not_apply_to_is_held_without_it() -> Non
         ),
         create_trial(state=TrialState.RUNNING),  # not sampled yet: holds no point
     ]
-    missing, _ = grid_points_to_run(grid, finished)
+    missing, _ = grid_points_to_run(grid, finished, optional={"db.port"})
     assert missing == [{"db": "alpha", "db.port": 2}]
+    # Without a custom search space, db.port is a swept key the beta trial lacks (new to the
+    # grid): it holds nothing.
+    missing, _ = grid_points_to_run(grid, finished)
+    assert missing == [point for point in grid if point != {"db": "alpha", "db.port": 1}]

@@ -429,10 +429,10 @@ def test_a_rerun_that_does_not_fit_the_study_leaves_its_orphans_alone(
         run_sweep(tasks.sphere, ["+x=choice(1, 2)", *common])  # another distribution for +x
     trials = optuna.load_study(study_name="orphans", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]  # unchanged
-    # A fitting command with nothing to run fails the orphan, and queues nothing to wait forever.
+    # A fitting command fails the orphan and queues its point for a run with trials to run.
     run_sweep(tasks.sphere, ["+x=interval(0, 1)", "hydra.sweeper.n_trials=1", *common])
     trials = optuna.load_study(study_name="orphans", storage=storage).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
 
 
 def test_unknown_sampler_is_rejected_by_hydra(run_sweep) -> None:

@@ -316,6 +316,8 @@ def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(
     relative = {**csv_logger, "save_dir": "csvlogs"}
     _, loggers, _ = trainer_extras({"logger": relative, "default_root_dir": "."}, tmp_path)
     assert Path(loggers[0].save_dir) == tmp_path / "csvlogs"
+    remote = {**csv_logger, "save_dir": "memory://bucket/logs"}  # a URL (as s3://) stays one
+    assert trainer_extras({"logger": remote}, tmp_path)[1][0].save_dir == "memory://bucket/logs"
     # In a sweep trial an absolute folder would gather every trial's logs and checkpoints.
     monkeypatch.setattr("hannah_ray.in_trial", lambda: True)
     with pytest.raises(ValueError, match=r"trainer.default_root_dir='/abs': every job"):

@@ -204,6 +204,11 @@ def trainer_extras(
     return root, loggers, callbacks
 
 
+def _local_relative(path: str) -> bool:
+    """A relative local path: not absolute, and no URL (``s3://...``, which loggers take)."""
+    return "://" not in path and not Path(path).is_absolute()
+
+
 def _in_sweep() -> bool:
     """A job of a sweep: a ray_optuna trial, or a job of any Hydra multirun."""
     from hydra.types import RunMode
@@ -235,8 +240,9 @@ def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) ->
                     else "a list of them."
                 )
             )
-        if root is not None and isinstance(config.get("save_dir"), str):
-            config = {**config, "save_dir": str(root / config["save_dir"])}
+        save_dir = config.get("save_dir")
+        if root is not None and isinstance(save_dir, str) and _local_relative(save_dir):
+            config = {**config, "save_dir": str(root / save_dir)}
         made.append(instantiate(config))
         if not isinstance(made[-1], kind):
             raise ValueError(
