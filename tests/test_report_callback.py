@@ -51,79 +51,55 @@ class _Regression(_RegressionSteps, pl.LightningModule):
     pass
 
 
-def test_an_endless_training_loader_counts_each_validation_as_an_epoch(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> None:
-    reports = []
+@pytest.fixture
+def reports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, bool]]:
+    """(epoch, last) of each report the callback makes, as if inside a trial."""
+    made: list[tuple[float, bool]] = []
     monkeypatch.setattr(reporting_callback, "in_trial", lambda: True)
     monkeypatch.setattr(
-        reporting_callback, "report", lambda values, epoch, last: reports.append((epoch, last))
+        reporting_callback, "report", lambda values, epoch, last: made.append((epoch, last))
     )
+    return made
+
+
+def _fit(trainer_class, callback, module, training, tmp_path, **limits) -> None:
+    """A quiet fit of ``module`` with ``callback``, validating on four samples."""
     validation = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
-    trainer = pl.Trainer(
-        max_steps=12,
-        val_check_interval=4,
-        check_val_every_n_epoch=None,
-        callbacks=[ReportCallback(monitor="val_loss")],
+    trainer = trainer_class(
+        callbacks=[callback],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
+        **limits,
     )
-    trainer.fit(_Regression(), DataLoader(_Stream(), batch_size=2), validation)
+    trainer.fit(module, DataLoader(training, batch_size=2), validation)
+
+
+def test_an_endless_training_loader_counts_each_validation_as_an_epoch(reports, tmp_path) -> None:
+    callback = ReportCallback(monitor="val_loss")
+    limits = {"max_steps": 12, "val_check_interval": 4, "check_val_every_n_epoch": None}
+    _fit(pl.Trainer, callback, _Regression(), _Stream(), tmp_path, **limits)
     # Before: every report said epoch 1, so ASHA never got past its first rung.
     assert reports == [(1, False), (2, False), (3, True)]
 
 
-def test_apps_on_the_lightning_package_have_a_callback_of_their_own(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> None:
+def test_a_finite_loader_of_unknown_length_keeps_lightnings_epochs(reports, tmp_path) -> None:
+    callback = ReportCallback(monitor="val_loss")
+    limits = {"max_epochs": 6, "check_val_every_n_epoch": 2}
+    _fit(pl.Trainer, callback, _Regression(), _FiniteStream(), tmp_path, **limits)
+    assert reports == [(2, False), (4, False), (6, True)]
+
+
+def test_apps_on_the_lightning_package_have_a_callback_of_their_own(reports, tmp_path) -> None:
     import lightning.pytorch as lightning_pl
 
     from hannah_ray.lightning import LightningReportCallback
 
-    reports = []
-    monkeypatch.setattr(reporting_callback, "in_trial", lambda: True)
-    monkeypatch.setattr(
-        reporting_callback, "report", lambda values, epoch, last: reports.append((epoch, last))
-    )
-
     class Regression(_RegressionSteps, lightning_pl.LightningModule):
         pass
 
-    data = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
-    trainer = lightning_pl.Trainer(
-        max_epochs=2,
-        callbacks=[LightningReportCallback(monitor="val_loss")],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(Regression(), data, data)
+    callback = LightningReportCallback(monitor="val_loss")
+    _fit(lightning_pl.Trainer, callback, Regression(), _FiniteStream(), tmp_path, max_epochs=2)
     assert reports == [(1, False), (2, True)]
-
-
-def test_a_finite_loader_of_unknown_length_keeps_lightnings_epochs(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
-) -> None:
-    reports = []
-    monkeypatch.setattr(reporting_callback, "in_trial", lambda: True)
-    monkeypatch.setattr(
-        reporting_callback, "report", lambda values, epoch, last: reports.append((epoch, last))
-    )
-    validation = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
-    trainer = pl.Trainer(
-        max_epochs=6,
-        check_val_every_n_epoch=2,
-        callbacks=[ReportCallback(monitor="val_loss")],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(_Regression(), DataLoader(_FiniteStream(), batch_size=2), validation)
-    assert reports == [(2, False), (4, False), (6, True)]
