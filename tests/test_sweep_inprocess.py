@@ -404,13 +404,18 @@ def test_a_custom_search_space_that_depends_on_a_choice_is_checked_per_choice(ru
             "db=choice(alpha, beta)",
             "hydra.sweeper.custom_search_space=apps.search_spaces.port_for_alpha_only",
             "hydra.sweeper.n_trials=4",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=1",
         ],
         config_path="apps/conf",
         config_name="config",
     )
     rows = run.trials_table()
     assert {row["state"] for row in rows} == {"COMPLETE"}
-    assert all((row["params.db.port"] != "") == (row["params.db"] == "alpha") for row in rows)
+    assert {row["params.db"] for row in rows} == {"alpha", "beta"}  # seed 1 draws both
+    assert all(
+        (row.get("params.db.port", "") != "") == (row["params.db"] == "alpha") for row in rows
+    )
 
 
 def test_a_rerun_that_does_not_fit_the_study_leaves_its_orphans_alone(
