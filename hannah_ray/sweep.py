@@ -284,10 +284,11 @@ class RayOptunaSweep:
     def _check_a_node_fits_a_trial(self) -> None:
         """A trial no node can hold would wait forever: fail now, naming the key. On a cluster this
         process joined (not one it started), an autoscaler may add such a node: warn only."""
-        needs = {"CPU": self.settings.cpu_per_trial, "GPU": self.settings.gpu_per_trial}
-        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-        if any(all(node.get(r, 0.0) >= n for r, n in needs.items()) for node in nodes):
+        listed = ray.nodes()
+        if trials_that_fit(listed, self._trial_needs()) > 0:
             return
+        needs = {"CPU": self.settings.cpu_per_trial, "GPU": self.settings.gpu_per_trial}
+        nodes = [node["Resources"] for node in listed if node.get("Alive")]
         largest = {r: max((node.get(r, 0.0) for node in nodes), default=0.0) for r in needs}
         message = (
             f"hydra.sweeper.resources_per_trial: cpu={needs['CPU']:g}, gpu={needs['GPU']:g}, but "

@@ -66,20 +66,14 @@ def check_validation_runs(trainer_args: dict[str, Any], names: list[str]) -> Non
 def check_sweep_direction(names: list[str]) -> None:
     """In a sweep, each monitored metric must be optimised in its own direction: minimising
     ``val_accuracy`` would search for the worst model."""
-    from hydra.types import RunMode
-
-    from hannah_ray import in_trial
-
     from .module import HIGHER_IS_BETTER
 
-    if not HydraConfig.initialized():
-        return
-    if not in_trial() and HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not HydraConfig.initialized() or not _in_sweep():
         return
     direction = HydraConfig.get().sweeper.get("direction")
     if direction is None:
         return
-    given = list(direction) if isinstance(direction, ListConfig | list | tuple) else [direction]
+    given = list(direction) if _is_list(direction) else [direction]
     given = [getattr(d, "name", str(d)) for d in given]  # the sweepers' Direction enums
     wanted = ["maximize" if name in HIGHER_IS_BETTER else "minimize" for name in names]
     if len(given) != len(wanted):
