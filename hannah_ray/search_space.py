@@ -66,17 +66,19 @@ def parse_search_space(
     command_line: Sequence[str],
     config_params: Mapping[str, Any] | None = None,
     config_loader: Any = None,
+    legacy: Mapping[str, BaseDistribution] | None = None,
 ) -> SearchSpace:
-    """Build the search space from ``hydra.sweeper.params`` and the command line (which wins)."""
+    """Build the search space from ``hydra.sweeper.params`` (or the stock sweeper's deprecated
+    ``search_space``, ``legacy``) and the command line (which wins)."""
     parser = OverridesParser.create(config_loader=config_loader)
     from_config = [
         f"{key}={'null' if value is None else value}"
         for key, value in _flatten(config_params or {}).items()
     ]
-    space = SearchSpace()
+    space = SearchSpace(distributions=dict(legacy or {}))
     # hydra.sweeper.params keys by their target (no +, ++ or ~): the command line replaces them
     # however it prefixes the same key.
-    from_params: dict[str, str] = {}
+    from_params: dict[str, str] = {key: key for key in space.distributions}
     for source, lines in (("hydra.sweeper.params", from_config), ("command line", command_line)):
         for override in _parse(parser, lines, source):
             key = override.get_key_element()

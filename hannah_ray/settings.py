@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import SweepConfigError
+
+log = logging.getLogger("hannah_ray.sweep")
 
 DIRECTIONS = ("minimize", "maximize")
 
@@ -28,6 +31,8 @@ class SweepSettings:
     max_failure_rate: float
     max_retries: int
     params: dict[str, Any]
+    # The stock sweeper's deprecated search_space, where params is null (see legacy_search_space).
+    legacy_search_space: dict[str, Any] | None
     custom_search_space: str | None
     metric: str | list[str] | None
     cpu_per_trial: float
@@ -57,6 +62,7 @@ class SweepSettings:
             max_failure_rate=_rate(plain.get("max_failure_rate", 0.0)),
             max_retries=_int(plain.get("max_retries", 0), "max_retries", minimum=0),
             params=dict(plain.get("params") or {}),
+            legacy_search_space=_legacy_search_space(plain),
             custom_search_space=plain.get("custom_search_space"),
             metric=_metric(plain.get("metric"), len(directions)),
             cpu_per_trial=_resource(resources.get("cpu", 1.0), "cpu"),
@@ -87,13 +93,37 @@ class SweepSettings:
             )
         unknown = set(plain) - {
             "sampler", "direction", "storage", "study_name", "n_trials", "add_trials", "n_jobs",
-            "max_failure_rate", "max_retries", "params", "custom_search_space", "metric", "resources_per_trial",
+            "max_failure_rate", "max_retries", "params", "search_space", "custom_search_space", "metric", "resources_per_trial",
             "ray", "reuse_actors", "scheduler", "tune_logs", "trial_timeout_s", "heartbeat_interval_s",
             "orphan_grace_s", "requeue_orphans", "_recursive_",
         }  # fmt: skip
         if unknown:
             raise SweepConfigError(f"Unknown hydra.sweeper key(s): {sorted(unknown)}.")
         return settings
+
+
+def _legacy_search_space(plain: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``search_space`` as the stock sweeper takes it: ignored, with a warning, beside ``params``."""
+    legacy = plain.get("search_space")
+    if legacy is None:
+        return None
+    if not isinstance(legacy, Mapping):
+        raise SweepConfigError(
+            f"hydra.sweeper.search_space={legacy!r}: allowed: null or a mapping of keys to "
+            "{type, low, high, log, step, choices} (deprecated: use hydra.sweeper.params)."
+        )
+    if plain.get("params") is not None:
+        log.warning(
+            "Both hydra.sweeper.params and hydra.sweeper.search_space are set: params defines "
+            "the search space, search_space is ignored (as by Hydra's Optuna sweeper)."
+        )
+        return None
+    log.warning(
+        "hydra.sweeper.search_space is deprecated (as in Hydra's Optuna sweeper since Hydra 1.2): "
+        "use hydra.sweeper.params, e.g. lr: tag(log, interval(0.0001, 0.1)). See "
+        "https://hydra.cc/docs/upgrades/1.1_to_1.2/changes_to_sweeper_config/"
+    )
+    return dict(legacy)
 
 
 def _plain(value: Any) -> Any:

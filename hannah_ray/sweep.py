@@ -30,6 +30,7 @@ from .compose import SweepConfigComposer
 from .errors import SweepConfigError, SweepInterrupted
 from .heartbeat import Heartbeat, reclaim_orphans
 from .ledger import SweepLedger, best_value
+from .legacy_search_space import legacy_distributions
 from .results import describe_results, write_results
 from .samplers import build_sampler, grid_points
 from .schedulers import build_scheduler, describe
@@ -146,7 +147,10 @@ class RayOptunaSweep:
     def _plan(self, arguments: list[str]) -> SweepPlan:
         """Everything checked before any trial: search space, trial config, storage, study, sampler."""
         settings = self.settings
-        space = parse_search_space(arguments, settings.params, self.hydra_context.config_loader)
+        legacy = legacy_distributions(settings.legacy_search_space or {})
+        space = parse_search_space(
+            arguments, settings.params, self.hydra_context.config_loader, legacy=legacy
+        )
         custom = _load_custom_search_space(settings.custom_search_space)
         custom_keys = self._check_trial_config(space, custom)
         storage_url = resolve_storage_url(settings.storage, self.config.hydra.runtime.cwd)
@@ -228,6 +232,7 @@ class RayOptunaSweep:
             n_objectives=len(self.settings.directions),
             metric=self.settings.metric,
             trial_timeout_s=self.settings.trial_timeout_s,
+            storage_secrets=storage_secrets(self.config),
         )
         resources = {"cpu": self.settings.cpu_per_trial, "gpu": self.settings.gpu_per_trial}
         handle = PayloadHandle(ray.put(payload))

@@ -24,7 +24,7 @@ from .errors import InvalidReturnError, TrialStopped
 from .hydra_job import run_job_like_hydra
 from .objectives import objectives_from_return
 from .reporting import EPOCH, FINAL, ActiveTrial, active_trial
-from .storage import mask_storage_secrets, storage_secrets
+from .storage import mask_storage_secrets
 
 log = logging.getLogger("hannah_ray.trial")
 
@@ -40,6 +40,9 @@ class TrialPayload:
     n_objectives: int
     metric: Any
     trial_timeout_s: float | None = None
+    # The storage password's forms, found in the driver: a worker may lack what the URL needs to
+    # resolve (``${oc.env:...}``: a cluster's workers have their raylet's environment).
+    storage_secrets: list[str] = field(default_factory=list, repr=False)
     # Set in the worker: composes each trial's config (see compose.py).
     composer: SweepConfigComposer | None = field(default=None, repr=False)
 
@@ -166,7 +169,7 @@ def run_hydra_job(
             sweep_config.hydra.job.id = job_id
             sweep_config.hydra.job.num = number
         # run_job writes .hydra/hydra.yaml: keep the storage password out of it.
-        mask_storage_secrets(sweep_config, storage_secrets(sweep_config))
+        mask_storage_secrets(sweep_config, payload.storage_secrets)
         job = run_job_like_hydra(
             hydra_context=payload.hydra_context,
             task_function=_guarded(payload.task_function, trial),

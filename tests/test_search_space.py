@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hannah_ray.errors import SweepConfigError
+from hannah_ray.legacy_search_space import legacy_distributions
 from hannah_ray.search_space import format_override, parse_search_space
 
 
@@ -126,3 +127,59 @@ def test_format_override_round_trips_through_hydras_parser(value: object) -> Non
 def test_trial_overrides_put_fixed_first() -> None:
     space = parse_search_space(["x=interval(0, 1)", "+y=2"])
     assert space.trial_overrides({"x": 0.5}) == ["+y=2", "x=0.5"]
+
+
+def test_the_stock_sweepers_deprecated_search_space_reads_as_it_did_there() -> None:
+    assert legacy_distributions(
+        {
+            "lr": {"type": "float", "low": 0.0001, "high": 0.1, "log": True},
+            "drop": {"type": "float", "low": 0, "high": 0.5, "step": 0.1},
+            "layers": {"type": "int", "low": 1, "high": 4},
+            "width": {"type": "int", "low": 16, "high": 64, "step": 16},
+            "act": {"type": "categorical", "choices": ["relu", "tanh"]},
+        }
+    ) == {
+        "lr": FloatDistribution(0.0001, 0.1, log=True),
+        "drop": FloatDistribution(0.0, 0.5, step=0.1),
+        "layers": IntDistribution(1, 4),
+        "width": IntDistribution(16, 64, step=16),
+        "act": CategoricalDistribution(["relu", "tanh"]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"type": "normal", "low": 0, "high": 1},
+            r"search_space.x.type='normal': allowed: int, float, categorical",
+        ),
+        ({"type": "float", "low": 1, "high": 0}, r"search_space.x=.*'low' must be <= 'high'"),
+        (
+            {"type": "float", "low": 0, "high": 1, "log": True},
+            r"search_space.x=.*log scale needs bounds > 0",
+        ),
+        ({"type": "int", "low": 0}, r"search_space.x=.*needs 'low' and 'high'"),
+        (
+            {"type": "float", "low": "a", "high": 1},
+            r"search_space.x=.*'low' must be a finite number, got 'a'",
+        ),
+        ({"type": "categorical", "choices": []}, r"search_space.x=.*non-empty list of 'choices'"),
+        ({"type": "float", "lo": 0, "high": 1}, r"search_space.x: unknown field\(s\) \['lo'\]"),
+        ("interval(0, 1)", r"search_space.x='interval\(0, 1\)': allowed: a mapping"),
+    ],
+)
+def test_an_invalid_deprecated_search_space_entry_names_the_key(entry, message: str) -> None:
+    with pytest.raises(SweepConfigError, match=message):
+        legacy_distributions({"x": entry})
+
+
+def test_the_deprecated_search_space_is_ignored_beside_params(caplog) -> None:
+    from hannah_ray.settings import SweepSettings
+
+    legacy = {"x": {"type": "float", "low": 0, "high": 1}}
+    assert SweepSettings.from_config({"search_space": legacy}).legacy_search_space == legacy
+    assert "deprecated" in caplog.text
+    with_params = {"search_space": legacy, "params": {"x": "interval(0, 2)"}}
+    assert SweepSettings.from_config(with_params).legacy_search_space is None
+    assert "search_space is ignored" in caplog.text

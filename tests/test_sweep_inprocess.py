@@ -502,3 +502,51 @@ def test_a_rerun_of_a_grid_runs_each_missing_point_once(stored_sweep, caplog) ->
     third = stored_sweep(tasks.sphere, grid)
     assert len(third) == 5
     assert "Each of the grid's 4 points has a finished trial: none to run." in caplog.text
+
+
+def test_a_storage_url_from_the_driver_environment_needs_nothing_from_the_workers(
+    run_sweep, tmp_path: Path, monkeypatch
+) -> None:
+    """``storage: ${oc.env:...}``: the driver resolves it. Workers have their raylet's
+    environment (a cluster's, or here that of the Ray instance started before the variable)."""
+    storage = f"sqlite:///{tmp_path}/from_environment.db"
+    monkeypatch.setenv("HANNAH_RAY_TEST_DRIVER_STORAGE", storage)
+    run_sweep(
+        tasks.environment_probe,
+        [
+            "+x=interval(0, 1)",
+            "+variable=HANNAH_RAY_TEST_DRIVER_STORAGE",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.metric=objective",
+            "hydra.sweeper.storage=${oc.env:HANNAH_RAY_TEST_DRIVER_STORAGE}",
+            "hydra.sweeper.study_name=env",
+        ],
+    )
+    trials = optuna.load_study(study_name="env", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert [t.user_attrs["sees_variable"] for t in trials] == [False, False]
+
+
+def test_the_stock_sweepers_deprecated_search_space_still_defines_the_search(
+    run_sweep, tmp_path: Path, caplog
+) -> None:
+    storage = f"sqlite:///{tmp_path}/legacy.db"
+    with caplog.at_level(logging.WARNING, logger="hannah_ray.sweep"):
+        run_sweep(
+            tasks.sphere,
+            [
+                "y=3",  # the command line wins, as with params
+                "hydra.sweeper.n_trials=3",
+                f"hydra.sweeper.storage={storage}",
+                "hydra.sweeper.study_name=legacy",
+            ],
+            config_path="apps/conf",
+            config_name="legacy_search_space",
+        )
+    assert "hydra.sweeper.search_space is deprecated" in caplog.text
+    study = optuna.load_study(study_name="legacy", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert {t.distributions["x"] for t in study.trials} == {
+        optuna.distributions.FloatDistribution(-1.0, 1.0)
+    }
+    assert all(t.value == pytest.approx(t.params["x"] ** 2 + 9) for t in study.trials)

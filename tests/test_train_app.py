@@ -352,12 +352,12 @@ def test_a_sweep_minimising_accuracy_stops_with_a_clear_error(run_sweep) -> None
             config_path=str(REPO / "conf"),
             config_name="config",
         )  # fmt: skip
-    # With the right direction the same sweep runs.
+    # With the right direction, in any case (as the sweeper takes it), the same sweep runs.
     run = run_sweep(
         train,
         [
             "monitor=val_accuracy",
-            "hydra.sweeper.direction=maximize",
+            "hydra.sweeper.direction=MAXIMIZE",
             "trainer.max_epochs=1",
             *TINY,
             "hydra.sweeper.n_trials=1",

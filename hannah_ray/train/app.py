@@ -74,7 +74,8 @@ def check_sweep_direction(names: list[str]) -> None:
     if direction is None:
         return
     given = list(direction) if _is_list(direction) else [direction]
-    given = [getattr(d, "name", str(d)) for d in given]  # the sweepers' Direction enums
+    # The sweepers' Direction enums, or strings in any case (as Optuna and the sweepers take them).
+    given = [str(getattr(d, "name", d)).lower() for d in given]
     wanted = ["maximize" if name in HIGHER_IS_BETTER else "minimize" for name in names]
     if len(given) != len(wanted):
         raise ValueError(

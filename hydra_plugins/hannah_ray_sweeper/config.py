@@ -187,6 +187,9 @@ class RayOptunaSweeperConf:
     requeue_orphans: bool = True
     # Search space in config (the command line wins on the same key).
     params: dict[str, Any] | None = None
+    # Deprecated (as in Hydra's Optuna sweeper): {key: {type: int|float|categorical, low, high,
+    # log, step, choices}}, read only where params is null. Use params.
+    search_space: dict[str, Any] | None = None
     # Dotted path to fn(cfg, optuna_trial) that suggests more parameters.
     custom_search_space: str | None = None
     # Which entry (entries, for multi-objective) of a dict return is the objective.

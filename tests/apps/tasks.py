@@ -148,3 +148,8 @@ def cuda_probe(cfg: DictConfig) -> dict[str, Any]:
         probe["sum"] = float(held.sum())
     probe["started"], probe["ended"] = started, time.time()
     return probe
+
+
+def environment_probe(cfg: DictConfig) -> dict[str, Any]:
+    """Whether the worker running the job sees the environment variable ``cfg.variable``."""
+    return {"objective": float(cfg.x), "sees_variable": cfg.variable in os.environ}
