@@ -17,9 +17,10 @@ class _Reports:
     """After every validation of ``fit``, report the ``monitor`` metric(s) to the trial, so that a
     scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next training
     batch. A validation inside an epoch (``val_check_interval`` < 1) reports at a fractional
-    epoch, which ASHA counts as such; the study keeps one value per epoch. The report after
-    the last epoch (``max_epochs``, ``max_steps``) is marked last, so that no scheduler stops a
-    trial that has done its work. A no-op outside a trial.
+    epoch, which ASHA counts as such; the study keeps one value per epoch. A validation's
+    report goes out when training goes on (its next batch) or ends: the last one of ``fit``
+    (``max_epochs``, ``max_steps``, early stopping...) is marked last, so that no scheduler stops
+    a trial that has done its work. A no-op outside a trial.
 
     ``monitor``: a logged metric name or a list of them; ``None`` reports every scalar metric
     (then ``hydra.sweeper.metric`` names the objective).
@@ -29,12 +30,29 @@ class _Reports:
         super().__init__()
         self.monitor = [monitor] if isinstance(monitor, str) else monitor
         self._validations = 0  # of this fit
+        # (metrics, epoch) of the validation not reported yet: whether it was the last one of
+        # fit shows only once training goes on or ends (an EarlyStopping after this callback, a
+        # max_steps that falls before the next validation...).
+        self._pending: tuple[dict[str, Any], float] | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._validations = 0
+        self._pending = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self._send(last=False)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         stop_if_requested()  # a trial the scheduler stopped ends now, not after the epoch
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._send(last=True)
+
+    def _send(self, last: bool) -> None:
+        if self._pending is not None:
+            metrics, epoch = self._pending
+            self._pending = None
+            report(metrics, epoch=epoch, last=last)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or not in_trial():
@@ -50,10 +68,10 @@ class _Reports:
                 f"logged metrics: {sorted(logged)}."
             )
         self._validations += 1
-        report(
-            {name: logged[name] for name in names},
-            epoch=epochs_trained(trainer, self._validations),
-            last=_is_last_validation(trainer),
+        self._send(last=False)
+        self._pending = (
+            {name: _scalar(logged[name]) for name in names},
+            epochs_trained(trainer, self._validations),
         )
 
 
@@ -90,12 +108,6 @@ def epochs_trained(trainer: pl.Trainer, validations: int) -> float:
     return trainer.current_epoch + batches / total
 
 
-def _is_last_validation(trainer: pl.Trainer) -> bool:
-    """True at the validation after which ``fit`` trains no more (its last epoch or step)."""
-    # False during a validation inside an epoch (``val_check_interval`` < 1); a Lightning
-    # without this private property: only the epoch count decides.
-    epoch_done = getattr(trainer.fit_loop.epoch_loop, "_is_training_done", True)
-    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    last_epoch = max_epochs is not None and 0 <= max_epochs <= trainer.current_epoch + 1
-    last_step = max_steps is not None and 0 <= max_steps <= trainer.global_step
-    return bool(epoch_done and (last_epoch or last_step))
+def _scalar(value: Any) -> Any:
+    """A logged tensor's number now, before the next validation logs over it."""
+    return value.item() if hasattr(value, "item") else value

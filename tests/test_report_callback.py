@@ -103,3 +103,23 @@ def test_apps_on_the_lightning_package_have_a_callback_of_their_own(reports, tmp
     callback = LightningReportCallback(monitor="val_loss")
     _fit(lightning_pl.Trainer, callback, Regression(), _FiniteStream(), tmp_path, max_epochs=2)
     assert reports == [(1, False), (2, True)]
+
+
+def test_the_report_before_an_early_stop_is_marked_last(reports, tmp_path) -> None:
+    """An EarlyStopping that runs after the callback ends fit at the first validation: that
+    report was the last (no scheduler may cut a trial whose work is done)."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    stop = EarlyStopping(monitor="val_loss", stopping_threshold=1e9)  # stops at once
+    validation = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(4)], batch_size=2)
+    trainer = pl.Trainer(
+        callbacks=[ReportCallback(monitor="val_loss"), stop],
+        max_epochs=5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(_Regression(), DataLoader(_FiniteStream(), batch_size=2), validation)
+    assert trainer.current_epoch == 1 and reports == [(1, True)]
