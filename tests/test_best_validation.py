@@ -47,5 +47,14 @@ def test_without_a_valid_epoch_the_last_value_is_returned() -> None:
 
 
 def test_a_metric_never_logged_is_named() -> None:
+    best = BestValidation(["val_f1"])
+    _epoch(best, 1, val_error=0.1)
     with pytest.raises(KeyError, match=r"no \['val_f1'\].*val_error"):
-        BestValidation(["val_f1"]).values({"val_error": 0.1})
+        best.values({"val_error": 0.1})
+
+
+def test_a_fit_that_never_validated_says_so() -> None:
+    best = BestValidation(["val_error"])
+    _epoch(best, 1, sanity=True, val_error=0.5)  # the sanity check is no validation of fit
+    with pytest.raises(ValueError, match=r"no validation ran during training.*trainer.max_steps"):
+        best.values({"val_error": 0.5})

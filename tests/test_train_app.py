@@ -260,6 +260,9 @@ def test_bad_csv_cells_are_named_with_their_line(tmp_path: Path) -> None:
     path.write_text("a,b,label\n1,2,10\n3,4,2\n5,6,nan\n")
     with pytest.raises(ValueError, match=r"line 4, label column 'label': 'nan'"):
         read_csv(path, "label")
+    path.write_text("a,b,label\n1,2,x\n1e39,4,y\n")  # finite, but inf as a float32 feature
+    with pytest.raises(ValueError, match=r"line 3, column 'a': '1e39' is not a finite number of"):
+        read_csv(path, "label")
     path.write_text("a,b,label\n1,2,10\n3,4,2\n")
     assert read_csv(path, "label")[1].tolist() == [10.0, 2.0]  # numbers, not text sorted '10' < '2'
 
@@ -293,6 +296,17 @@ def test_trainer_devices_must_fit_the_trials_gpu_share(
             config_path=str(REPO / "conf"),
             config_name="config",
         )  # fmt: skip
+
+
+def test_hparams_hold_every_plain_trainer_key_and_the_monitor() -> None:
+    from hannah_ray.train.app import hyperparameters
+
+    cfg = _app_config(
+        ["~trainer.max_epochs", "+trainer.max_steps=40", "monitor=[val_error,val_loss]"]
+    )
+    hparams = hyperparameters(cfg)
+    assert hparams["trainer.max_steps"] == 40 and "trainer.max_epochs" not in hparams
+    assert hparams["monitor"] == "val_error,val_loss"
 
 
 def test_seed_may_be_hannahs_one_element_list() -> None:

@@ -11,16 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
 
-from hannah_ray.train.app import (
+from hannah_ray.train.app import train, trainer_extras, warn_of_overrides_1cycle_ignores
+from hannah_ray.train.checks import (
     check_devices_fit_the_trial,
+    check_validation_before_max_steps,
     check_validation_runs,
     monitored,
-    train,
-    trainer_extras,
-    warn_of_overrides_1cycle_ignores,
 )
 from hannah_ray.train.data import ClassificationData, load_arrays, read_csv, split_sizes
 from hannah_ray.train.module import build_scheduler, training_steps
@@ -101,6 +102,24 @@ def test_a_split_fraction_is_checked_before_the_data_loads(tmp_path: Path) -> No
             ["trainer.max_epochs=2", "+trainer.check_val_every_n_epoch=3"],
             r"trainer.check_val_every_n_epoch=3 with trainer.max_epochs=2: no validation",
         ),
+        (  # max_steps only shortens training: it cannot make up for max_epochs
+            [
+                "trainer.max_epochs=2",
+                "+trainer.check_val_every_n_epoch=3",
+                "+trainer.max_steps=900",
+            ],
+            r"trainer.check_val_every_n_epoch=3 with trainer.max_epochs=2: no validation",
+        ),
+        (  # digits: 1079 training samples, 64 a batch: 17 batches, the first validation in step 17
+            ["+trainer.max_steps=5"],
+            r"trainer.max_steps=5 ends training before the first validation \(in step 17: 17 "
+            r"training batches per epoch.*Allowed: trainer.max_steps >= 17",
+        ),
+        (  # Lightning would find out only after training, when it starts testing
+            ["trainer.limit_test_batches=0.1"],
+            r"trainer.limit_test_batches=0.1 of the 6 test batch\(es\) is no batch. Allowed: a "
+            r"fraction of at least 0.167, or a number of batches \(e.g. trainer.limit_test_batches=1\)",
+        ),
     ],
 )
 def test_a_run_that_never_validates_fails_before_training(
@@ -113,6 +132,66 @@ def test_a_run_that_never_validates_fails_before_training(
     check_validation_runs(
         {"limit_val_batches": 0.5, "max_epochs": 3, "check_val_every_n_epoch": 3}, ["val_error"]
     )
+
+
+class _CountsValidations(pl.Callback):
+    def __init__(self) -> None:
+        self.validations = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.validations += not trainer.sanity_checking
+
+
+class _Regression(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_steps": 4},  # 5 batches an epoch: the first validation is in step 5
+        {"max_steps": 5},
+        {"max_steps": 2, "accumulate_grad_batches": 2},  # steps 1, 2 and 3 (the epoch's last batch)
+        {"max_steps": 3, "accumulate_grad_batches": 2},
+        {"max_steps": 5, "check_val_every_n_epoch": 2},
+        {"max_steps": 6, "check_val_every_n_epoch": 2},
+        {"max_steps": 9, "check_val_every_n_epoch": 2},
+        {"max_steps": 1, "val_check_interval": 0.4},  # validates after batch 2, in step 2
+        {"max_steps": 2, "val_check_interval": 0.4},
+        {"max_steps": 1, "val_check_interval": 3, "accumulate_grad_batches": 2},
+        {"max_steps": 2, "val_check_interval": 3, "accumulate_grad_batches": 2},
+    ],
+)
+def test_max_steps_is_refused_exactly_when_lightning_would_never_validate(
+    tmp_path: Path, limits: dict[str, Any]
+) -> None:
+    """The check's step count against a real fit of 5 training batches an epoch."""
+    training = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(10)], batch_size=2)
+    validation = DataLoader([(torch.randn(2), torch.randn(1)) for _ in range(2)], batch_size=2)
+    counter = _CountsValidations()
+    trainer = pl.Trainer(
+        max_epochs=10, callbacks=[counter], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        num_sanity_val_steps=0, **limits,
+    )  # fmt: skip
+    trainer.fit(_Regression(), training, validation)
+    try:
+        check_validation_before_max_steps({"max_epochs": 10, **limits}, 5, ["val_loss"])
+        refused = False
+    except ValueError:
+        refused = True
+    assert refused == (counter.validations == 0)
 
 
 # --- 2. the .npz loader checks its arrays as the CSV loader does -------------------------------
@@ -318,6 +397,10 @@ def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(
     assert Path(loggers[0].save_dir) == tmp_path / "csvlogs"
     remote = {**csv_logger, "save_dir": "memory://bucket/logs"}  # a URL (as s3://) stays one
     assert trainer_extras({"logger": remote}, tmp_path)[1][0].save_dir == "memory://bucket/logs"
+    # So is a callback's: parallel trials must not share (and prune) each other's checkpoints.
+    checkpoint = {"_target_": "pytorch_lightning.callbacks.ModelCheckpoint", "dirpath": "mine"}
+    _, _, callbacks = trainer_extras({"callbacks": [checkpoint]}, tmp_path / "run")
+    assert Path(callbacks[0].dirpath) == (tmp_path / "run" / "mine").resolve()
     # In a sweep trial an absolute folder would gather every trial's logs and checkpoints.
     monkeypatch.setattr("hannah_ray.in_trial", lambda: True)
     with pytest.raises(ValueError, match=r"trainer.default_root_dir='/abs': every job"):
@@ -368,6 +451,35 @@ def test_trainer_devices_in_any_form_must_fit_the_trials_gpus(
         match=re.escape(f"trainer.devices={devices!r}, but this trial holds 1 GPU(s)"),
     ):
         check_devices_fit_the_trial({"accelerator": "auto", "devices": devices})
+
+
+@pytest.mark.parametrize(
+    ("visible", "trainer", "processes"),
+    [
+        ("3", {"devices": 1}, None),
+        ("3,4", {"devices": 1}, None),
+        ("", {"accelerator": "auto", "devices": "auto"}, None),
+        ("3,4", {"devices": "auto"}, 2),  # gpu: 2 and Lightning's default: DDP over both
+        ("3,4", {"devices": [0, 1]}, 2),
+        ("", {"accelerator": "cpu", "devices": 2}, 2),  # DDP on the CPU
+        ("", {"devices": 1, "num_nodes": 2}, 2),
+        ("", {"devices": 1, "strategy": "ddp_spawn"}, 1),
+    ],
+)
+def test_a_trial_trains_in_its_own_process_only(
+    monkeypatch, visible: str, trainer: dict[str, Any], processes: int | None
+) -> None:
+    """DDP would relaunch the Ray worker's script and wait for ranks that never start."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    if processes is None:
+        check_devices_fit_the_trial(trainer)
+        return
+    with pytest.raises(
+        ValueError,
+        match=rf"Lightning would train in {processes} process\(es\) or spawn one, but a trial is "
+        r"one Ray worker process.*Allowed in a trial: one device in one process",
+    ):
+        check_devices_fit_the_trial(trainer)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .checks import (
+    check_batch_limits,
+    check_devices_fit_the_trial,
+    check_sweep_direction,
+    check_validation_before_max_steps,
+    check_validation_runs,
+    in_sweep,
+    limited_batches,
+    monitored,
+)
+
 log = logging.getLogger("hannah_ray.train")
 
 
@@ -22,118 +33,6 @@ def config_dir() -> str:
     """The app's config tree: packaged inside the wheel, or the repository's ``conf/``."""
     packaged = Path(__file__).parent / "conf"
     return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf")
-
-
-def monitored(cfg: DictConfig) -> list[str]:
-    """The ``monitor`` names, checked against what the module logs (before any training)."""
-    from .module import MONITORABLE
-
-    given = cfg.monitor
-    names = [given] if isinstance(given, str) else list(given) if _is_list(given) else None
-    if not names or any(n not in MONITORABLE for n in names):
-        shown = OmegaConf.to_container(given, resolve=True) if _is_list(given) else given
-        raise ValueError(
-            f"monitor={shown!r}: allowed: one of {list(MONITORABLE)} or a list of them."
-        )
-    return names
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, ListConfig | list | tuple)
-
-
-def check_validation_runs(trainer_args: dict[str, Any], names: list[str]) -> None:
-    """The app returns what validation measures: a trainer that never validates would train in
-    vain and end without a value, so it is refused before training."""
-    limit = trainer_args.get("limit_val_batches", 1.0)
-    if limit is not None and limit == 0:
-        raise ValueError(
-            f"trainer.limit_val_batches={limit}: no validation, so monitor={names} is never "
-            "measured and the run has no value to return. Allowed: trainer.limit_val_batches > 0 "
-            "(a fraction of the validation batches, or a number of them)."
-        )
-    every = trainer_args.get("check_val_every_n_epoch", 1)
-    epochs = trainer_args.get("max_epochs")
-    bounded = trainer_args.get("max_steps", -1) in (-1, None) and not trainer_args.get("max_time")
-    if isinstance(every, int) and isinstance(epochs, int) and 0 < epochs < every and bounded:
-        raise ValueError(
-            f"trainer.check_val_every_n_epoch={every} with trainer.max_epochs={epochs}: no "
-            f"validation, so monitor={names} is never measured. Allowed: "
-            f"trainer.check_val_every_n_epoch <= trainer.max_epochs."
-        )
-
-
-def check_sweep_direction(names: list[str]) -> None:
-    """In a sweep, each monitored metric must be optimised in its own direction: minimising
-    ``val_accuracy`` would search for the worst model."""
-    from .module import HIGHER_IS_BETTER
-
-    if not HydraConfig.initialized() or not _in_sweep():
-        return
-    direction = HydraConfig.get().sweeper.get("direction")
-    if direction is None:
-        return
-    given = list(direction) if _is_list(direction) else [direction]
-    # The sweepers' Direction enums, or strings in any case (as Optuna and the sweepers take them).
-    given = [str(getattr(d, "name", d)).lower() for d in given]
-    wanted = ["maximize" if name in HIGHER_IS_BETTER else "minimize" for name in names]
-    if len(given) != len(wanted):
-        raise ValueError(
-            f"monitor={names} gives {len(wanted)} objective(s), but hydra.sweeper.direction="
-            f"{given} has {len(given)}. Set hydra.sweeper.direction={wanted}, or monitor one "
-            "metric per direction."
-        )
-    if given != wanted:
-        raise ValueError(
-            f"monitor={names} is best at {wanted}, but hydra.sweeper.direction={given}: the sweep "
-            f"would look for the worst model. Set hydra.sweeper.direction={wanted}."
-        )
-
-
-def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
-    """In a sweep trial, ``trainer.accelerator`` / ``trainer.devices`` must fit the GPUs Ray gave
-    the trial (``hydra.sweeper.resources_per_trial.gpu``): it sees only those, numbered from 0."""
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
-    accelerator = str(trainer_args.get("accelerator", "auto")).lower()
-    devices = trainer_args.get("devices", "auto")
-    share = "hydra.sweeper.resources_per_trial.gpu"
-    if accelerator in ("gpu", "cuda") and not visible:
-        raise ValueError(
-            f"trainer.accelerator={accelerator}, but this trial holds no GPU ({share}=0). Allowed: "
-            f"{share}=0.25 (a share) or more, or trainer.accelerator=auto or cpu."
-        )
-    wanted = requested_gpus(devices)
-    gpus = accelerator in ("gpu", "cuda", "auto")
-    if visible and gpus and wanted is not None and max(wanted, default=-1) >= len(visible):
-        indices = list(range(len(visible)))
-        raise ValueError(
-            f"trainer.devices={devices!r}, but this trial holds {len(visible)} GPU(s) ({share}), "
-            f"numbered {indices}, and that asks for GPU(s) {wanted}. Allowed: trainer.devices "
-            f"<= {len(visible)}, a list of indices in {indices}, -1 or auto, or a larger {share}."
-        )
-    if visible and accelerator == "cpu":
-        log.warning(
-            "This trial holds a GPU (%s) but trains on the CPU (trainer.accelerator=cpu).", share
-        )
-
-
-def requested_gpus(devices: Any) -> list[int] | None:
-    """The GPU indices ``trainer.devices`` asks for, read as Lightning reads it (a count, a list
-    of indices, or a string of either); None for all of them (``-1``, ``"auto"``) or none."""
-    if isinstance(devices, str):
-        text = devices.strip()
-        if text in ("auto", "-1", ""):
-            return None
-        if "," in text:
-            return [int(part) for part in text.split(",") if part.strip()]
-        devices = int(text) if text.lstrip("-").isdigit() else None
-    if isinstance(devices, bool) or devices is None:
-        return None
-    if isinstance(devices, int):
-        return list(range(devices)) if devices > 0 else None
-    if _is_list(devices):
-        return [int(index) for index in devices]
-    return None
 
 
 def training_seed(seed: Any) -> int:
@@ -187,7 +86,7 @@ def trainer_extras(
     from pytorch_lightning.loggers import Logger
 
     root = output_dir / str(trainer_args.pop("default_root_dir", None) or ".")
-    if _in_sweep() and not root.resolve().is_relative_to(output_dir.resolve()):
+    if in_sweep() and not root.resolve().is_relative_to(output_dir.resolve()):
         raise ValueError(
             f"trainer.default_root_dir={str(root)!r}: every job of the sweep would write its "
             "tensorboard/ and checkpoints/ there. Allowed in a sweep: a folder inside the job's "
@@ -195,8 +94,14 @@ def trainer_extras(
         )
     logger = trainer_args.pop("logger", True)
     loggers = None if logger is False else _instantiated("logger", logger, Logger, output_dir)
-    callbacks = _instantiated("callbacks", trainer_args.pop("callbacks", None), Callback)
+    callbacks = _instantiated(
+        "callbacks", trainer_args.pop("callbacks", None), Callback, output_dir
+    )
     return root, loggers, callbacks
+
+
+# Folder arguments of loggers (save_dir) and callbacks (ModelCheckpoint's dirpath).
+_FOLDER_KEYS = ("save_dir", "dirpath")
 
 
 def _local_relative(path: str) -> bool:
@@ -204,19 +109,11 @@ def _local_relative(path: str) -> bool:
     return "://" not in path and not Path(path).is_absolute()
 
 
-def _in_sweep() -> bool:
-    """A job of a sweep: a ray_optuna trial, or a job of any Hydra multirun."""
-    from hydra.types import RunMode
-
-    from hannah_ray import in_trial
-
-    return in_trial() or (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
-
-
 def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) -> list[Any]:
     """``trainer.<key>``: none (null, true, []), one config with ``_target_``, or a list of them
     or a mapping of names to them (as in a callbacks/ config group), each made a ``kind``; a
-    relative ``save_dir`` is taken from ``root`` (the run's folder, as for the app's logger)."""
+    relative folder (a logger's ``save_dir``, a ``ModelCheckpoint``'s ``dirpath``) is taken from
+    ``root`` (the run's folder, as for the app's own logs), so parallel trials keep theirs apart."""
     from hydra.utils import instantiate
 
     if given is None or given is True:
@@ -235,9 +132,10 @@ def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) ->
                     else "a list of them."
                 )
             )
-        save_dir = config.get("save_dir")
-        if root is not None and isinstance(save_dir, str) and _local_relative(save_dir):
-            config = {**config, "save_dir": str(root / save_dir)}
+        for path_key in _FOLDER_KEYS:
+            path = config.get(path_key)
+            if root is not None and isinstance(path, str) and _local_relative(path):
+                config = {**config, path_key: str(root / path)}
         made.append(instantiate(config))
         if not isinstance(made[-1], kind):
             raise ValueError(
@@ -268,6 +166,13 @@ def train(cfg: DictConfig) -> float | list[float]:
     pl.seed_everything(training_seed(cfg.seed), workers=True, verbose=False)
     data = ClassificationData(cfg.dataset, cfg.module)
     data.setup()
+    tests = bool(trainer_args.get("limit_test_batches", 1.0)) and len(data.splits["test"]) > 0
+    batches = {
+        split: data.batches(split) for split in ("train", "val", "test") if split != "test" or tests
+    }
+    check_batch_limits(trainer_args, batches)
+    train_batches = limited_batches(batches["train"], trainer_args.get("limit_train_batches"))
+    check_validation_before_max_steps(trainer_args, train_batches, names)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))
     output_dir, extra_loggers, extra_callbacks = trainer_extras(trainer_args, _output_dir())
@@ -290,7 +195,7 @@ def train(cfg: DictConfig) -> float | list[float]:
         values = best.values(trainer.callback_metrics)
         log.info("Validation: %s", dict(zip(names, values, strict=True)))
         log.info("Best epochs: %s", best.best_epoch)
-        if trainer_args.get("limit_test_batches", 1.0) and len(data.splits["test"]):
+        if tests:
             # Like hannah: test the best checkpoint, not the last epoch's weights.
             best_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
             tested = trainer.test(module, datamodule=data, verbose=False, ckpt_path=best_path)
@@ -331,7 +236,12 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
         key: OmegaConf.to_container(cfg[key], resolve=True)
         for key in ("model", "optimizer", "scheduler", "module", "dataset")
     }
-    chosen["trainer"] = {"max_epochs": cfg.trainer.max_epochs}
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # Every plain trainer key (max_epochs, max_steps, accumulate_grad_batches...): any may be swept.
+    chosen["trainer"] = {
+        key: value for key, value in trainer.items() if not isinstance(value, dict | list)
+    }
+    chosen["monitor"] = ",".join(monitored(cfg))
     chosen["seed"] = training_seed(cfg.seed)
     return _flatten(chosen)
 

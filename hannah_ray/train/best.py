@@ -23,10 +23,12 @@ class BestValidation(pl.Callback):
         self.higher_is_better = set(higher_is_better)
         self.best: dict[str, float] = {}
         self.best_epoch: dict[str, int] = {}
+        self.validations = 0  # of fit
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
+        self.validations += 1
         for name in self.names:
             if name not in trainer.callback_metrics:
                 continue
@@ -39,6 +41,12 @@ class BestValidation(pl.Callback):
 
     def values(self, last: Mapping[str, Any]) -> list[float]:
         """Each name's best value; the ``last`` logged value where no epoch gave one (NaN, say)."""
+        if not self.validations:
+            raise ValueError(
+                f"monitor={self.names}: no validation ran during training, so there is no value "
+                "to return: training ended (trainer.max_steps, trainer.max_time) before the first "
+                "validation (trainer.check_val_every_n_epoch, trainer.val_check_interval)."
+            )
         missing = [n for n in self.names if n not in self.best and n not in last]
         if missing:
             raise KeyError(

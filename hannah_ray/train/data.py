@@ -160,11 +160,12 @@ def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
         if len(row) != len(columns):
             raise ValueError(f"{here}: {len(row)} values, the header has {len(columns)} columns.")
         cells = row[skip:at] + row[at + 1 :]
-        bad = next((i for i, cell in enumerate(cells) if not _is_finite_number(cell)), None)
+        bad = next((i for i, cell in enumerate(cells) if not _is_feature(cell)), None)
         if bad is not None:
             raise ValueError(
-                f"{here}, column {feature_names[bad]!r}: {cells[bad]!r} is not a finite number. "
-                f"Allowed: numbers in every column but the label column {label!r}."
+                f"{here}, column {feature_names[bad]!r}: {cells[bad]!r} is not a finite number "
+                f"of the features' float32 (|x| <= {_FLOAT32_MAX:.4g}). Allowed: such numbers in "
+                f"every column but the label column {label!r}."
             )
         features[index] = [float(cell) for cell in cells]
         value = row[at].strip()
@@ -176,6 +177,14 @@ def read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray]:
     if all(_is_number(value) for value in labels):
         return features, np.array([float(value) for value in labels])
     return features, np.array(labels)  # class names, sorted into indices by the caller
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _is_feature(text: str) -> bool:
+    """A number that stays finite as the features' float32 (1e39 would become inf)."""
+    return _is_finite_number(text) and abs(float(text)) <= _FLOAT32_MAX
 
 
 def _is_finite_number(text: str) -> bool:
@@ -283,6 +292,10 @@ class ClassificationData(pl.LightningDataModule):
             )
         self.input_shape = tuple(arrays.features.shape[1:])
         self.num_classes = int(arrays.labels.max()) + 1
+
+    def batches(self, split: str) -> int:
+        """Batches in one pass over ``split`` (the last one may be short)."""
+        return -(-len(self.splits[split]) // self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
