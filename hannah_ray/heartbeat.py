@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
@@ -66,9 +68,16 @@ class Heartbeat:
                     log.debug("Heartbeat of trial id %d failed: %s", trial_id, error)
 
 
-def reclaim_orphans(study: optuna.Study, grace_s: float, requeue: bool) -> int:
+def reclaim_orphans(
+    study: optuna.Study,
+    grace_s: float,
+    requeue: bool,
+    space: Mapping[str, BaseDistribution] | None = None,
+) -> int:
     """Fail (and by default re-queue) the RUNNING trials whose heartbeat is older than ``grace_s``
-    (and than ``MISSED_BEATS`` of their own sweep's beats); returns how many."""
+    (and than ``MISSED_BEATS`` of their own sweep's beats); returns how many. An orphan is queued
+    again only where its parameters fit this command's ``space``: the rerun may have changed a
+    range."""
     now = time.time()
     reclaimed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -104,11 +113,30 @@ def reclaim_orphans(study: optuna.Study, grace_s: float, requeue: bool) -> int:
         except UpdateFinishedTrialError:
             continue  # it finished, or another sweep reclaimed it first
         reclaimed += 1
-        if requeue:
+        fits = space is None or _fits(trial.params, space)
+        if requeue and fits:
             study.enqueue_trial(trial.params, user_attrs={"requeued_from_trial": trial.number})
         log.warning(
             "Trial %d was left RUNNING by a sweep that stopped: stored FAIL%s.",
             trial.number,
-            ", its parameters queued again" if requeue else "",
+            ", its parameters queued again"
+            if requeue and fits
+            else ", not queued again: its parameters do not fit this search space"
+            if requeue
+            else "",
         )
     return reclaimed
+
+
+def _fits(params: Mapping[str, Any], space: Mapping[str, BaseDistribution]) -> bool:
+    """Each of ``params`` that ``space`` holds lies in its distribution."""
+    for key, value in params.items():
+        distribution = space.get(key)
+        if distribution is None:
+            continue  # a custom search space's key, or one the rerun no longer sweeps
+        try:
+            if not distribution._contains(distribution.to_internal_repr(value)):  # noqa: SLF001
+                return False
+        except (ValueError, TypeError):  # not one of a categorical's choices, or no number
+            return False
+    return True

@@ -163,9 +163,12 @@ class RayOptunaSweep:
             settings.sampler, space.distributions, seed_offset=len(stored), custom_keys=custom_keys
         )
         scheduler = build_scheduler(settings.scheduler, settings.directions)
+        grid = grid_points(sampler)
         if stored:  # only now that the command is known to fit the study: it changes the study
             study = optuna.load_study(study_name=study_name, storage=storage)
-            reclaim_orphans(study, settings.orphan_grace_s, settings.requeue_orphans)
+            # A grid rerun queues each point without a finished trial itself (_plan_grid).
+            requeue = settings.requeue_orphans and grid is None
+            reclaim_orphans(study, settings.orphan_grace_s, requeue, space.distributions)
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         if n_to_run == 0 and settings.n_trials > 0:
             log.warning(
@@ -174,7 +177,6 @@ class RayOptunaSweep:
                 "n_trials more.",
                 study_name, settings.n_trials,
             )  # fmt: skip
-        grid = grid_points(sampler)
         if grid is not None:
             n_to_run = _plan_grid(
                 grid, storage, study_name, n_to_run, resumed=bool(stored), optional=custom_keys

@@ -284,6 +284,33 @@ def test_orphans_of_a_killed_sweep_are_failed_and_requeued_live_ones_left_alone(
     del foreign
 
 
+@pytest.mark.parametrize(
+    ("space", "queued"),
+    [
+        ({"x": optuna.distributions.IntDistribution(0, 5)}, True),
+        ({"x": optuna.distributions.IntDistribution(3, 5)}, False),  # the rerun narrowed x
+        ({"x": optuna.distributions.CategoricalDistribution([0, 1])}, False),
+        ({"y": optuna.distributions.IntDistribution(0, 1)}, True),  # x no longer swept
+    ],
+)
+def test_an_orphan_is_queued_again_only_where_its_parameters_fit_the_rerun(
+    space, queued: bool
+) -> None:
+    import time
+
+    from optuna.trial import TrialState
+
+    from hannah_ray.heartbeat import HEARTBEAT_ATTR, reclaim_orphans
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 2})
+    orphan = study.ask({"x": optuna.distributions.IntDistribution(0, 2)})  # x=2, left RUNNING
+    study._storage.set_trial_system_attr(orphan._trial_id, HEARTBEAT_ATTR, time.time() - 600)
+    assert reclaim_orphans(study, grace_s=60, requeue=True, space=space) == 1
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == int(queued)
+
+
 def test_a_trial_of_a_sweep_with_a_slower_heartbeat_is_not_taken_for_an_orphan() -> None:
     import time
 

@@ -440,6 +440,30 @@ def test_a_rerun_that_does_not_fit_the_study_leaves_its_orphans_alone(
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
 
 
+def test_a_grid_rerun_with_a_new_key_runs_every_point_despite_an_orphan(
+    run_sweep, tmp_path: Path
+) -> None:
+    """The orphan's point lacks the new key: queued as it was, GridSampler would refuse it."""
+    from hannah_ray.heartbeat import HEARTBEAT_ATTR
+
+    storage = f"sqlite:///{tmp_path}/grid_orphan.db"
+    study = optuna.create_study(study_name="grid", storage=storage)
+    study.enqueue_trial({"+x": 2})
+    killed = study.ask({"+x": optuna.distributions.CategoricalDistribution([1, 2])})
+    study._storage.set_trial_system_attr(killed._trial_id, HEARTBEAT_ATTR, time.time() - 3600)
+    run_sweep(
+        tasks.sphere,
+        ["+x=choice(1, 2)", "+y=choice(0, 3)", "hydra/sweeper/sampler=grid",
+         f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=grid"],
+    )  # fmt: skip
+    trials = optuna.load_study(study_name="grid", storage=storage).trials
+    assert trials[0].state == TrialState.FAIL
+    done = sorted(
+        (t.params["+x"], t.params["+y"]) for t in trials if t.state == TrialState.COMPLETE
+    )
+    assert done == [(1, 0), (1, 3), (2, 0), (2, 3)]
+
+
 def test_unknown_sampler_is_rejected_by_hydra(run_sweep) -> None:
     with pytest.raises(Exception, match="hydra/sweeper/sampler"):
         run_sweep(tasks.sphere, ["+x=interval(0, 1)", "hydra/sweeper/sampler=annealing"])
