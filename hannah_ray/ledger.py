@@ -10,6 +10,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from .errors import TrialStopped
 from .reporting import EPOCH, JOB_DIR, OBJECTIVE
+from .results import SWEEPER_ATTRS
 from .trial_runner import JobOutcome
 
 log = logging.getLogger("hannah_ray.sweep")
@@ -45,13 +46,15 @@ def pruned_outcome(last_report: dict) -> JobOutcome:
 
 
 def trial_user_attrs(outcome: JobOutcome, trial_id: str) -> dict[str, Any]:
-    """What the study keeps about a trial beyond its values."""
-    attrs = dict(outcome.user_attrs)
-    attrs["ray_trial_id"] = trial_id
+    """What the study keeps about a trial beyond its values: the sweeper's attributes first, then
+    the task's extra return entries (one named like a sweeper's attribute as ``returned.<name>``)."""
+    attrs: dict[str, Any] = {"ray_trial_id": trial_id}
     if outcome.job_dir:
         attrs["job_dir"] = outcome.job_dir
     if not outcome.complete and not outcome.pruned:
         attrs["fail_reason"] = outcome.fail_reason
+    for key, value in outcome.user_attrs.items():
+        attrs[f"returned.{key}" if key in SWEEPER_ATTRS else key] = value
     return attrs
 
 

@@ -134,8 +134,10 @@ def _attr(value: Any) -> Any:
     value = unwrap_scalar(value)
     if value is None or isinstance(value, str | bool | int | float):
         return value
-    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
-        return list(value)
+    if isinstance(value, list | tuple):
+        items = [unwrap_scalar(v) for v in value]  # numpy / torch numbers too
+        if all(isinstance(v, str | int | float) for v in items):
+            return items
     return repr(value)
 
 

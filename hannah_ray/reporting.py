@@ -97,7 +97,7 @@ def report(
         # Ray ends a stopped trial's thread with SystemExit at its next report.
         trial.stopped = True
         log.info(
-            "Trial %d stopped early by the scheduler after epoch %d.",
+            "Trial %d stopped early by the scheduler after epoch %g.",
             trial.number,
             trial.last_epoch,
         )

@@ -12,6 +12,8 @@ from optuna.trial import TrialState
 
 RESULTS_FILE = "optimization_results.yaml"
 TRIALS_FILE = "trials.csv"
+# The study's user attributes the sweeper writes itself (the task's extra returns are the rest).
+SWEEPER_ATTRS = ("ray_trial_id", "job_dir", "fail_reason")
 
 
 def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> di
                 TrialState.PRUNED,
                 TrialState.FAIL,
                 TrialState.RUNNING,
+                TrialState.WAITING,  # queued points (a grid rerun's, orphans') not run yet
             )
         },
     }
@@ -84,9 +87,7 @@ def write_trials_table(
 ) -> None:
     """One row per trial: number, job folder, state, values, duration, params, user attributes."""
     param_names = sorted({name for t in trials for name in t.params})
-    attr_names = sorted(
-        {name for t in trials for name in t.user_attrs} - {"job_dir", "fail_reason", "ray_trial_id"}
-    )
+    attr_names = sorted({name for t in trials for name in t.user_attrs} - set(SWEEPER_ATTRS))
     value_names = ["value"] if n_objectives == 1 else [f"value_{i}" for i in range(n_objectives)]
     header = ["number", "job_dir", "state", *value_names, "duration_s", "datetime_start"]
     header += [f"params.{p}" for p in param_names] + [f"user_attrs.{a}" for a in attr_names]

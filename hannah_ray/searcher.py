@@ -292,11 +292,13 @@ class HydraOptunaSearch(OptunaSearch):
         if stale:  # Optuna cannot delete a step: say which ones a dead run of the trial left
             outcome.user_attrs["stale_epochs"] = stale
         what = f"Storing trial {ot_trial.number}"
-        try:
-            for key, value in trial_user_attrs(outcome, trial_id).items():
+        for key, value in trial_user_attrs(outcome, trial_id).items():
+            try:  # one the storage refuses (too long for a MySQL TEXT...) costs no other
                 retry_when_locked(lambda k=key, v=value: ot_trial.set_user_attr(k, v), what)
-        except Exception as attr_error:  # the state matters more: tell it anyway
-            log.error("Trial %d: user attributes not stored: %s", ot_trial.number, attr_error)
+            except Exception as attr_error:  # the state matters more: tell it anyway
+                log.error(
+                    "Trial %d: user attribute %r not stored: %s", ot_trial.number, key, attr_error
+                )
         # Optuna takes a pruned trial's value from its highest step: a dead run's, if it got
         # further than this one.
         overtaken = max(stale, default=-1) > max(attempt.steps, default=-1)
@@ -338,7 +340,7 @@ class HydraOptunaSearch(OptunaSearch):
         stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
         if not stored.state.is_finished():
             log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
-        elif stored.user_attrs.get("fail_reason", "").startswith("Orphaned"):
+        elif str(stored.user_attrs.get("fail_reason") or "").startswith("Orphaned"):
             log.error(
                 "Trial %d finished, but another sweep took it for an orphan and stored it FAIL "
                 "(hydra.sweeper.orphan_grace_s too short for this storage?): %s",

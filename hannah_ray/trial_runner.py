@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,7 +184,7 @@ def run_hydra_job(
     if job.status == JobStatus.FAILED:
         error = job._return_value  # noqa: SLF001  (JobReturn keeps the exception here)
         return _report(_failed(outcome, error, f"{type(error).__name__}: {error}"))
-    outcome.return_value = _picklable(job.return_value)
+    outcome.return_value = _picklable(off_devices(job.return_value))
     try:
         objectives = objectives_from_return(job.return_value, payload.n_objectives, payload.metric)
     except Exception as error:  # InvalidReturnError, or a return value that broke the judging
@@ -251,6 +252,21 @@ def _guarded(task_function: TaskFunction, trial: ActiveTrial | None) -> TaskFunc
             raise
 
     return guarded
+
+
+def off_devices(value: Any) -> Any:
+    """``value`` with its torch tensors (also inside dicts, lists and tuples) on the CPU: the
+    driver may have no GPU, or load them onto one a trial is using."""
+    torch = sys.modules.get("torch")
+    if torch is None:  # the task never imported torch: it returned no tensor
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu() if value.device.type != "cpu" else value
+    if type(value) is dict:
+        return {key: off_devices(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(off_devices(item) for item in value)
+    return value
 
 
 def _picklable(value: Any) -> Any:

@@ -28,6 +28,46 @@ def test_a_dict_is_picked_by_metric_and_the_rest_kept() -> None:
     )
     assert result.values == [0.5]
     assert result.user_attrs == {"acc": 0.9, "tag": "x", "arr": [1]}
+    numbers = objectives_from_return({"loss": 1, "steps": [np.int64(1), np.float32(2)]}, 1, "loss")
+    assert numbers.user_attrs == {"steps": [1, 2.0]}  # a list, not its repr
+
+
+def test_extra_returns_named_like_the_sweepers_own_attributes_are_kept_apart() -> None:
+    from hannah_ray.ledger import trial_user_attrs
+    from hannah_ray.trial_runner import JobOutcome
+
+    returned = {"loss": 0.5, "job_dir": "mine", "fail_reason": None, "note": "ok"}
+    outcome = JobOutcome(overrides=[], complete=True, job_dir="/sweep/3")
+    outcome.user_attrs = objectives_from_return(returned, 1, "loss").user_attrs
+    attrs = trial_user_attrs(outcome, "abc")
+    assert attrs == {
+        "ray_trial_id": "abc",
+        "job_dir": "/sweep/3",
+        "returned.job_dir": "mine",
+        "returned.fail_reason": None,
+        "note": "ok",
+    }
+    assert list(attrs)[:2] == ["ray_trial_id", "job_dir"]  # the sweeper's first
+
+
+def test_tensors_on_a_gpu_come_back_on_the_cpu() -> None:
+    """A task's return travels to the driver, which may have no GPU. No GPU here: a tensor
+    subclass stands in for one on cuda:0 (its ``cpu()`` gives a plain tensor)."""
+    from hannah_ray.trial_runner import off_devices
+
+    class OnGpu(torch.Tensor):
+        device = property(lambda self: torch.device("cuda", 0))
+
+        def cpu(self, *args, **kwargs):
+            return self.as_subclass(torch.Tensor)
+
+    on_gpu = torch.tensor(0.5).as_subclass(OnGpu)
+    moved = off_devices({"loss": on_gpu, "all": [on_gpu, (on_gpu,)], "n": 3})
+    assert type(moved["loss"]) is torch.Tensor and moved["loss"].device.type == "cpu"
+    assert type(moved["all"][0]) is torch.Tensor and type(moved["all"][1][0]) is torch.Tensor
+    assert moved["n"] == 3
+    plain = torch.tensor(1.0)
+    assert off_devices(plain) is plain
 
 
 def test_a_dict_of_one_entry_and_an_array_of_values_need_no_more() -> None:

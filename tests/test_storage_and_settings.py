@@ -387,6 +387,20 @@ def test_each_driver_gets_its_own_connect_timeout_argument(
     assert kwargs["pool_pre_ping"] is True
 
 
+def test_queued_trials_are_counted_in_the_results(tmp_path: Path) -> None:
+    import yaml
+
+    from hannah_ray.results import write_results
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 1})
+    study.tell(study.ask({"x": optuna.distributions.IntDistribution(0, 2)}), 1.0)
+    study.enqueue_trial({"x": 2})  # a point queued for a later run
+    write_results(study, str(tmp_path), "memory")
+    counts = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())["n_trials"]
+    assert counts == {"complete": 1, "pruned": 0, "fail": 0, "running": 0, "waiting": 1}
+
+
 def test_the_console_summary_says_when_no_trial_completed() -> None:
     from hannah_ray.results import describe_results
 
