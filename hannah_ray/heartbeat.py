@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+
+from .queued import REQUEUED_FROM, misfit
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -113,30 +114,16 @@ def reclaim_orphans(
         except UpdateFinishedTrialError:
             continue  # it finished, or another sweep reclaimed it first
         reclaimed += 1
-        fits = space is None or _fits(trial.params, space)
-        if requeue and fits:
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from_trial": trial.number})
+        unfit = None if space is None else misfit(trial.params, space)
+        if requeue and unfit is None:
+            study.enqueue_trial(trial.params, user_attrs={REQUEUED_FROM: trial.number})
         log.warning(
             "Trial %d was left RUNNING by a sweep that stopped: stored FAIL%s.",
             trial.number,
             ", its parameters queued again"
-            if requeue and fits
-            else ", not queued again: its parameters do not fit this search space"
+            if requeue and unfit is None
+            else f", not queued again: {unfit}"
             if requeue
             else "",
         )
     return reclaimed
-
-
-def _fits(params: Mapping[str, Any], space: Mapping[str, BaseDistribution]) -> bool:
-    """Each of ``params`` that ``space`` holds lies in its distribution."""
-    for key, value in params.items():
-        distribution = space.get(key)
-        if distribution is None:
-            continue  # a custom search space's key, or one the rerun no longer sweeps
-        try:
-            if not distribution._contains(distribution.to_internal_repr(value)):  # noqa: SLF001
-                return False
-        except (ValueError, TypeError):  # not one of a categorical's choices, or no number
-            return False
-    return True

@@ -45,14 +45,19 @@ def pruned_outcome(last_report: dict) -> JobOutcome:
     return outcome
 
 
-def trial_user_attrs(outcome: JobOutcome, trial_id: str) -> dict[str, Any]:
+def trial_user_attrs(
+    outcome: JobOutcome, trial_id: str, stale_epochs: list[int] | None = None
+) -> dict[str, Any]:
     """What the study keeps about a trial beyond its values: the sweeper's attributes first, then
-    the task's extra return entries (one named like a sweeper's attribute as ``returned.<name>``)."""
+    the task's extra return entries (one named like a sweeper's attribute as ``returned.<name>``).
+    ``stale_epochs``: the steps a dead run of the trial left that this one did not report."""
     attrs: dict[str, Any] = {"ray_trial_id": trial_id}
     if outcome.job_dir:
         attrs["job_dir"] = outcome.job_dir
     if not outcome.complete and not outcome.pruned:
         attrs["fail_reason"] = outcome.fail_reason
+    if stale_epochs:
+        attrs["stale_epochs"] = stale_epochs
     for key, value in outcome.user_attrs.items():
         attrs[f"returned.{key}" if key in SWEEPER_ATTRS else key] = value
     return attrs

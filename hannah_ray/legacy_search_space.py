@@ -17,14 +17,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 
 from .errors import SweepConfigError
+from .search_space import categorical
 
 KEY = "hydra.sweeper.search_space"
 _TYPES = ("int", "float", "categorical")
@@ -64,7 +60,7 @@ def _distribution(kind: str, spec: Mapping[str, Any]) -> BaseDistribution:
         choices = spec.get("choices")
         if not isinstance(choices, list | tuple) or not choices:
             raise ValueError("a categorical needs a non-empty list of 'choices'")
-        return CategoricalDistribution(list(choices))
+        return categorical(choices)
     low, high, step, log = spec.get("low"), spec.get("high"), spec.get("step"), spec.get("log")
     if low is None or high is None:
         raise ValueError(f"an {kind} distribution needs 'low' and 'high'")

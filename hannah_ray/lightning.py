@@ -18,9 +18,9 @@ class _Reports:
     scheduler such as ASHA can stop a bad trial early; a stopped trial ends at its next training
     batch. A validation inside an epoch (``val_check_interval`` < 1) reports at a fractional
     epoch, which ASHA counts as such; the study keeps one value per epoch. A validation's
-    report goes out when training goes on (its next batch) or ends: the last one of ``fit``
-    (``max_epochs``, ``max_steps``, early stopping...) is marked last, so that no scheduler stops
-    a trial that has done its work. A no-op outside a trial.
+    report goes out when training goes on (its next batch) or ends: one that training ends right
+    after (``max_epochs``, ``max_steps``, early stopping...) is marked last, so that no scheduler
+    stops a trial that has done its work. A no-op outside a trial.
 
     ``monitor``: a logged metric name or a list of them; ``None`` reports every scalar metric
     (then ``hydra.sweeper.metric`` names the objective).

@@ -13,7 +13,9 @@ from optuna.trial import TrialState
 RESULTS_FILE = "optimization_results.yaml"
 TRIALS_FILE = "trials.csv"
 # The study's user attributes the sweeper writes itself (the task's extra returns are the rest).
-SWEEPER_ATTRS = ("ray_trial_id", "job_dir", "fail_reason")
+SWEEPER_ATTRS = ("ray_trial_id", "job_dir", "fail_reason", "stale_epochs", "requeued_from_trial")
+# Of those, the ones the trials table shows in columns of their own, or not at all.
+OWN_COLUMNS = ("ray_trial_id", "job_dir", "fail_reason")
 
 
 def write_results(study: optuna.Study, sweep_dir: str, storage_label: str) -> dict[str, Any]:
@@ -87,7 +89,7 @@ def write_trials_table(
 ) -> None:
     """One row per trial: number, job folder, state, values, duration, params, user attributes."""
     param_names = sorted({name for t in trials for name in t.params})
-    attr_names = sorted({name for t in trials for name in t.user_attrs} - set(SWEEPER_ATTRS))
+    attr_names = sorted({name for t in trials for name in t.user_attrs} - set(OWN_COLUMNS))
     value_names = ["value"] if n_objectives == 1 else [f"value_{i}" for i in range(n_objectives)]
     header = ["number", "job_dir", "state", *value_names, "duration_s", "datetime_start"]
     header += [f"params.{p}" for p in param_names] + [f"user_attrs.{a}" for a in attr_names]

@@ -122,9 +122,9 @@ def distribution_from_override(override: Override) -> BaseDistribution:
         if isinstance(value, ChoiceSweep):
             _reject_log(value.tags, "choice")
             # Declared order, even under shuffle(): a resumed study must see the same choices.
-            return _categorical(_unquote(element) for element in value.list)
+            return categorical(_unquote(element) for element in value.list)
         if isinstance(value, Glob):
-            return _categorical(override.sweep_string_iterator())
+            return categorical(override.sweep_string_iterator())
     except (ValueError, HydraException) as error:
         raise SweepConfigError(
             f"Invalid search space for key '{key}': '{override.input_line}': {error}"
@@ -172,7 +172,8 @@ def _range(sweep: RangeSweep) -> BaseDistribution:
     return FloatDistribution(float(low), float(high), step=float(abs(step)))
 
 
-def _categorical(values: Iterable[Any]) -> CategoricalDistribution:
+def categorical(values: Iterable[Any]) -> CategoricalDistribution:
+    """The choices as a categorical, refused where Optuna could not store or tell them apart."""
     choices = list(values)
     if not choices:
         raise ValueError("the choice is empty")

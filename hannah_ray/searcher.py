@@ -288,11 +288,10 @@ class HydraOptunaSearch(OptunaSearch):
             or attempt.job_dir
             or self._existing_job_dir(ot_trial.number, trial_id, attempt.sampled_at)
         )
+        # Optuna cannot delete a step: the attributes say which ones a dead run of the trial left.
         stale = sorted(attempt.stale_steps - attempt.steps)
-        if stale:  # Optuna cannot delete a step: say which ones a dead run of the trial left
-            outcome.user_attrs["stale_epochs"] = stale
         what = f"Storing trial {ot_trial.number}"
-        for key, value in trial_user_attrs(outcome, trial_id).items():
+        for key, value in trial_user_attrs(outcome, trial_id, stale).items():
             try:  # one the storage refuses (too long for a MySQL TEXT...) costs no other
                 retry_when_locked(lambda k=key, v=value: ot_trial.set_user_attr(k, v), what)
             except Exception as attr_error:  # the state matters more: tell it anyway

@@ -31,6 +31,7 @@ from .errors import SweepConfigError, SweepInterrupted
 from .heartbeat import Heartbeat, reclaim_orphans
 from .ledger import SweepLedger, best_value
 from .legacy_search_space import legacy_distributions
+from .queued import set_aside_unfit_queued
 from .results import describe_results, write_results
 from .samplers import build_sampler, grid_points
 from .schedulers import build_scheduler, describe
@@ -169,6 +170,8 @@ class RayOptunaSweep:
             # A grid rerun queues each point without a finished trial itself (_plan_grid).
             requeue = settings.requeue_orphans and grid is None
             reclaim_orphans(study, settings.orphan_grace_s, requeue, space.distributions)
+            grid_names = list(grid[0]) if grid else None
+            set_aside_unfit_queued(study, space.distributions, grid_names, custom_keys)
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         if n_to_run == 0 and settings.n_trials > 0:
             log.warning(

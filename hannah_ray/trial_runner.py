@@ -255,18 +255,22 @@ def _guarded(task_function: TaskFunction, trial: ActiveTrial | None) -> TaskFunc
 
 
 def off_devices(value: Any) -> Any:
-    """``value`` with its torch tensors (also inside dicts, lists and tuples) on the CPU: the
-    driver may have no GPU, or load them onto one a trial is using."""
+    """``value`` with its torch tensors (also inside mappings, sequences, named tuples and
+    dataclasses) on the CPU: the driver may have no GPU, or load them onto one a trial is using."""
     torch = sys.modules.get("torch")
     if torch is None:  # the task never imported torch: it returned no tensor
         return value
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu() if value.device.type != "cpu" else value
-    if type(value) is dict:
-        return {key: off_devices(item) for key, item in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(off_devices(item) for item in value)
-    return value
+    from lightning_utilities.core.apply_func import apply_to_collection
+
+    try:
+        return apply_to_collection(value, torch.Tensor, _on_cpu)
+    except Exception as error:  # a container that cannot be rebuilt from its items
+        log.warning("The return value's tensors stay where they are: %s", error)
+        return value
+
+
+def _on_cpu(tensor: Any) -> Any:
+    return tensor.detach().cpu() if tensor.device.type != "cpu" else tensor
 
 
 def _picklable(value: Any) -> Any:

@@ -58,3 +58,5 @@ def test_a_fit_that_never_validated_says_so() -> None:
     _epoch(best, 1, sanity=True, val_error=0.5)  # the sanity check is no validation of fit
     with pytest.raises(ValueError, match=r"no validation ran during training.*trainer.max_steps"):
         best.values({"val_error": 0.5})
+    with pytest.raises(ValueError, match=r"given trainer.max_time='00:00:00:01'\.$"):
+        best.values({"val_error": 0.5}, {"max_time": "00:00:00:01", "max_epochs": 3})

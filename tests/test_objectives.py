@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict, namedtuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,15 +40,19 @@ def test_extra_returns_named_like_the_sweepers_own_attributes_are_kept_apart() -
     from hannah_ray.trial_runner import JobOutcome
 
     returned = {"loss": 0.5, "job_dir": "mine", "fail_reason": None, "note": "ok"}
+    returned |= {"stale_epochs": "theirs", "requeued_from_trial": 7}
     outcome = JobOutcome(overrides=[], complete=True, job_dir="/sweep/3")
     outcome.user_attrs = objectives_from_return(returned, 1, "loss").user_attrs
-    attrs = trial_user_attrs(outcome, "abc")
+    attrs = trial_user_attrs(outcome, "abc", stale_epochs=[4])
     assert attrs == {
         "ray_trial_id": "abc",
         "job_dir": "/sweep/3",
+        "stale_epochs": [4],
         "returned.job_dir": "mine",
         "returned.fail_reason": None,
         "note": "ok",
+        "returned.stale_epochs": "theirs",
+        "returned.requeued_from_trial": 7,
     }
     assert list(attrs)[:2] == ["ray_trial_id", "job_dir"]  # the sweeper's first
 
@@ -66,6 +73,16 @@ def test_tensors_on_a_gpu_come_back_on_the_cpu() -> None:
     assert type(moved["loss"]) is torch.Tensor and moved["loss"].device.type == "cpu"
     assert type(moved["all"][0]) is torch.Tensor and type(moved["all"][1][0]) is torch.Tensor
     assert moved["n"] == 3
+    Pair = namedtuple("Pair", "loss acc")
+
+    @dataclass
+    class Metrics:
+        loss: Any
+
+    nested = off_devices(OrderedDict(pair=Pair(on_gpu, 1.0), metrics=Metrics(on_gpu)))
+    assert type(nested) is OrderedDict and type(nested["pair"]) is Pair
+    assert type(nested["pair"].loss) is torch.Tensor and nested["pair"].acc == 1.0
+    assert type(nested["metrics"].loss) is torch.Tensor
     plain = torch.tensor(1.0)
     assert off_devices(plain) is plain
 

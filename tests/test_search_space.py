@@ -165,6 +165,11 @@ def test_the_stock_sweepers_deprecated_search_space_reads_as_it_did_there() -> N
             r"search_space.x=.*'low' must be a finite number, got 'a'",
         ),
         ({"type": "categorical", "choices": []}, r"search_space.x=.*non-empty list of 'choices'"),
+        (  # as in params: Optuna would store True as 1
+            {"type": "categorical", "choices": [1, True]},
+            r"search_space.x=.*the choices 1 and True are equal in Python",
+        ),
+        ({"type": "categorical", "choices": [1, 1]}, r"search_space.x=.*repeat a value"),
         ({"type": "float", "lo": 0, "high": 1}, r"search_space.x: unknown field\(s\) \['lo'\]"),
         ("interval(0, 1)", r"search_space.x='interval\(0, 1\)': allowed: a mapping"),
     ],

@@ -311,6 +311,30 @@ def test_an_orphan_is_queued_again_only_where_its_parameters_fit_the_rerun(
     assert len(waiting) == int(queued)
 
 
+def test_a_queued_trial_the_rerun_cannot_take_is_set_aside_before_any_trial() -> None:
+    """An earlier run requeued an orphan and was killed before running it; this run narrows the
+    range. Optuna would run the queued point anyway (with only a warning)."""
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState
+
+    from hannah_ray.queued import set_aside_unfit_queued
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 2}, user_attrs={"requeued_from_trial": 0})  # out of the new range
+    study.enqueue_trial({"x": 4}, user_attrs={"requeued_from_trial": 1})  # in it
+    study.enqueue_trial({"x": 1})  # the user's own: run as given, as Optuna does
+    assert set_aside_unfit_queued(study, {"x": IntDistribution(3, 5)}) == 1
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
+    assert study.trials[0].user_attrs["fail_reason"] == (
+        "Queued, but not this run's search space: x=2 is not in "
+        "IntDistribution(high=5, log=False, low=3, step=1)."
+    )
+    # In a grid sweep the user's off-grid point would take a missing grid point's turn.
+    assert set_aside_unfit_queued(study, {"x": IntDistribution(3, 5)}, ["x"]) == 1
+    assert study.trials[2].state == TrialState.FAIL
+
+
 def test_a_trial_of_a_sweep_with_a_slower_heartbeat_is_not_taken_for_an_orphan() -> None:
     import time
 

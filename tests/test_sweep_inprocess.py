@@ -443,7 +443,8 @@ def test_a_rerun_that_does_not_fit_the_study_leaves_its_orphans_alone(
 def test_a_grid_rerun_with_a_new_key_runs_every_point_despite_an_orphan(
     run_sweep, tmp_path: Path
 ) -> None:
-    """The orphan's point lacks the new key: queued as it was, GridSampler would refuse it."""
+    """The orphan's point lacks the new key: queued as it was, GridSampler would refuse it. So
+    would it the point an earlier run queued again and never ran: that one is set aside."""
     from hannah_ray.heartbeat import HEARTBEAT_ATTR
 
     storage = f"sqlite:///{tmp_path}/grid_orphan.db"
@@ -451,6 +452,7 @@ def test_a_grid_rerun_with_a_new_key_runs_every_point_despite_an_orphan(
     study.enqueue_trial({"+x": 2})
     killed = study.ask({"+x": optuna.distributions.CategoricalDistribution([1, 2])})
     study._storage.set_trial_system_attr(killed._trial_id, HEARTBEAT_ATTR, time.time() - 3600)
+    study.enqueue_trial({"+x": 1}, user_attrs={"requeued_from_trial": 0})  # never ran
     run_sweep(
         tasks.sphere,
         ["+x=choice(1, 2)", "+y=choice(0, 3)", "hydra/sweeper/sampler=grid",
@@ -458,6 +460,10 @@ def test_a_grid_rerun_with_a_new_key_runs_every_point_despite_an_orphan(
     )  # fmt: skip
     trials = optuna.load_study(study_name="grid", storage=storage).trials
     assert trials[0].state == TrialState.FAIL
+    assert trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["fail_reason"] == (
+        "Queued, but not a point of this run's grid: it has no value for ['+y']."
+    )
     done = sorted(
         (t.params["+x"], t.params["+y"]) for t in trials if t.state == TrialState.COMPLETE
     )

@@ -22,6 +22,7 @@ from hannah_ray.train.checks import (
     check_validation_before_max_steps,
     check_validation_runs,
     monitored,
+    smallest_fraction,
 )
 from hannah_ray.train.data import ClassificationData, load_arrays, read_csv, split_sizes
 from hannah_ray.train.module import build_scheduler, training_steps
@@ -408,6 +409,18 @@ def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(
     # ${hydra:runtime.output_dir}/lightning: absolute, but inside the job's folder.
     root, _, _ = trainer_extras({"default_root_dir": str(tmp_path / "lightning")}, tmp_path)
     assert root == tmp_path / "lightning"
+    # A checkpoint folder outside the job's: parallel trials would overwrite and prune each other's.
+    for shared in ("/scratch/ckpt", "memory://bucket/ckpt"):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(f"trainer.callbacks: pytorch_lightning.callbacks.ModelCheckpoint's "
+                            f"dirpath={shared!r}: every trial of the sweep would write"),
+        ):  # fmt: skip
+            trainer_extras({"callbacks": [{**checkpoint, "dirpath": shared}]}, tmp_path)
+    inside = {**checkpoint, "dirpath": str(tmp_path / "ckpt")}
+    assert trainer_extras({"callbacks": [inside]}, tmp_path)[2][0].dirpath == str(tmp_path / "ckpt")
+    # A logger's absolute folder is allowed: loggers add a version folder per run.
+    assert trainer_extras({"logger": csv_logger}, tmp_path)[1][0].save_dir == str(tmp_path)
     with pytest.raises(ValueError, match=r"trainer.logger='csv': allowed: a config with _target_"):
         trainer_extras({"logger": "csv"}, tmp_path)
     with pytest.raises(
@@ -449,8 +462,19 @@ def test_trainer_devices_in_any_form_must_fit_the_trials_gpus(
     with pytest.raises(
         ValueError,
         match=re.escape(f"trainer.devices={devices!r}, but this trial holds 1 GPU(s)"),
-    ):
+    ) as refused:
         check_devices_fit_the_trial({"accelerator": "auto", "devices": devices})
+    assert "trainer.devices=1, or one index in [0] as a list" in str(refused.value)
+
+
+@pytest.mark.parametrize("count", [1, 3, 6, 7, 9, 11, 12, 13, 14, 17, 19, 21, 359, 1797])
+def test_the_smallest_fraction_an_error_suggests_leaves_one_item(count: int) -> None:
+    """What the batch-limit and split errors offer as "at least" must itself be allowed, and the
+    next smaller value with as many digits must not be."""
+    fraction = smallest_fraction(count)
+    assert int(count * fraction) == 1
+    digits = len(f"{fraction:f}".rstrip("0").split(".")[1])
+    assert int(count * (fraction - 10**-digits)) == 0
 
 
 @pytest.mark.parametrize(

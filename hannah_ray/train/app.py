@@ -109,6 +109,18 @@ def _local_relative(path: str) -> bool:
     return "://" not in path and not Path(path).is_absolute()
 
 
+def _check_own_folder(what: str, path: str, root: Path) -> None:
+    """In a sweep, a callback's folder (``ModelCheckpoint``'s ``dirpath``) outside the job's own
+    is shared by every trial: checkpoints of parallel trials overwrite each other, and
+    ``save_top_k`` deletes another trial's. (Loggers add a version folder of their own per run.)"""
+    if "://" in path or not Path(path).resolve().is_relative_to(root.resolve()):
+        raise ValueError(
+            f"{what}={path!r}: every trial of the sweep would write its checkpoints there, over "
+            "the others' and deleting them (save_top_k). Allowed in a sweep: a folder relative "
+            "to the job's own (e.g. 'checkpoints')."
+        )
+
+
 def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) -> list[Any]:
     """``trainer.<key>``: none (null, true, []), one config with ``_target_``, or a list of them
     or a mapping of names to them (as in a callbacks/ config group), each made a ``kind``; a
@@ -136,6 +148,10 @@ def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) ->
             path = config.get(path_key)
             if root is not None and isinstance(path, str) and _local_relative(path):
                 config = {**config, path_key: str(root / path)}
+            elif (
+                path_key == "dirpath" and root is not None and isinstance(path, str) and in_sweep()
+            ):
+                _check_own_folder(f"trainer.{key}: {config['_target_']}'s {path_key}", path, root)
         made.append(instantiate(config))
         if not isinstance(made[-1], kind):
             raise ValueError(
@@ -192,7 +208,7 @@ def train(cfg: DictConfig) -> float | list[float]:
     try:
         trainer.fit(module, datamodule=data)
         log.info("Trained on %s", trainer.strategy.root_device)
-        values = best.values(trainer.callback_metrics)
+        values = best.values(trainer.callback_metrics, trainer_args)
         log.info("Validation: %s", dict(zip(names, values, strict=True)))
         log.info("Best epochs: %s", best.best_epoch)
         if tests:

@@ -39,13 +39,20 @@ class BestValidation(pl.Callback):
                 self.best[name] = value
                 self.best_epoch[name] = trainer.current_epoch + 1
 
-    def values(self, last: Mapping[str, Any]) -> list[float]:
-        """Each name's best value; the ``last`` logged value where no epoch gave one (NaN, say)."""
+    def values(
+        self, last: Mapping[str, Any], trainer_args: Mapping[str, Any] | None = None
+    ) -> list[float]:
+        """Each name's best value; the ``last`` logged value where no epoch gave one (NaN, say).
+        ``trainer_args``: the ``trainer`` config, quoted when no validation ran."""
         if not self.validations:
+            keys = ("max_steps", "max_time", "check_val_every_n_epoch", "val_check_interval")
+            given = ", ".join(f"trainer.{k}={(trainer_args or {})[k]!r}" for k in keys
+                              if k in (trainer_args or {}))  # fmt: skip
             raise ValueError(
                 f"monitor={self.names}: no validation ran during training, so there is no value "
                 "to return: training ended (trainer.max_steps, trainer.max_time) before the first "
-                "validation (trainer.check_val_every_n_epoch, trainer.val_check_interval)."
+                "validation (trainer.check_val_every_n_epoch, trainer.val_check_interval)"
+                + (f"; given {given}." if given else ".")
             )
         missing = [n for n in self.names if n not in self.best and n not in last]
         if missing:

@@ -4,6 +4,7 @@ run a value, or would break a sweep, with an error naming the key, the value and
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any
 
@@ -97,8 +98,9 @@ def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
         indices = list(range(len(visible)))
         raise ValueError(
             f"trainer.devices={devices!r}, but this trial holds {len(visible)} GPU(s) ({share}), "
-            f"numbered {indices}, and that asks for GPU(s) {wanted}. Allowed: trainer.devices "
-            f"<= {len(visible)}, a list of indices in {indices}, -1 or auto, or a larger {share}."
+            f"numbered {indices}, and that asks for GPU(s) {wanted}. Allowed in a trial (one "
+            f"process, one device): trainer.devices=1, or one index in {indices} as a list, "
+            "e.g. trainer.devices=[0]."
         )
     if visible and accelerator == "cpu":
         log.warning(
@@ -158,8 +160,18 @@ def check_batch_limits(trainer_args: dict[str, Any], batches: dict[str, int]) ->
         if isinstance(limit, float) and 0 < limit < 1 and int(count * limit) == 0:
             raise ValueError(
                 f"{key}={limit} of the {count} {split} batch(es) is no batch. Allowed: a fraction "
-                f"of at least {1 / count:.3g}, or a number of batches (e.g. {key}=1)."
+                f"of at least {smallest_fraction(count)}, or a number of batches (e.g. {key}=1)."
             )
+
+
+def smallest_fraction(count: int) -> float:
+    """The smallest fraction of ``count`` items, to three significant digits, that Lightning and
+    the data split (``int(count * fraction)``) turn into at least one item."""
+    scale = 10 ** (2 - math.floor(math.log10(1 / count)))
+    fraction = math.ceil(round(scale / count, 6)) / scale
+    while int(count * fraction) == 0:  # float rounding
+        fraction += 1 / scale
+    return fraction
 
 
 def limited_batches(count: int, limit: Any) -> int:

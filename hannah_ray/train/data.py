@@ -17,6 +17,8 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
+from .checks import smallest_fraction
+
 log = logging.getLogger("hannah_ray.train")
 
 
@@ -224,7 +226,7 @@ def split_sizes(samples: int, val_fraction: Any, test_fraction: Any) -> tuple[in
     each for validation and training, and for testing unless ``test_fraction`` is 0."""
     val, test = check_fractions(val_fraction, test_fraction)
     n_val, n_test = int(samples * val), int(samples * test)
-    smallest = f"{1 / samples:.3g}" if samples else "1"
+    smallest = smallest_fraction(samples) if samples else 1
     if n_val == 0:
         raise ValueError(
             f"dataset.val_fraction={val_fraction!r} of {samples} samples is no sample. "
