@@ -153,24 +153,26 @@ class HydraOptunaSearch(OptunaSearch):
             except Exception as error:
                 trial_id = _trial_id_created_by_ask(error)
                 if trial_id is not None:
-                    queued = self._queued_params(trial_id) if is_locked(error) else None
+                    queued = self._queued(trial_id) if is_locked(error) else None
                     self._store_sampling_failure(trial_id, error)
                     if queued:  # a queued point (a grid rerun's) is asked for again, not lost
                         retry_when_locked(
-                            lambda: self._ot_study.enqueue_trial(queued), "Queueing a point again"
+                            lambda: self._ot_study.enqueue_trial(*queued), "Queueing a point again"
                         )
                 raise
 
         return retry_when_locked(ask_once, "Starting a trial")
 
-    def _queued_params(self, trial_id: int) -> dict[str, Any] | None:
-        """The parameters ``enqueue_trial`` had queued for the trial ``ask`` took, if any."""
+    def _queued(self, trial_id: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The parameters and user attributes (``requeued_from_trial``...) ``enqueue_trial`` had
+        queued for the trial ``ask`` took, if it took a queued one."""
         storage = self._ot_study._storage  # noqa: SLF001
         try:
             trial = retry_when_locked(lambda: storage.get_trial(trial_id), "Reading a trial")
         except Exception:
             return None
-        return trial.system_attrs.get("fixed_params")
+        params = trial.system_attrs.get("fixed_params")
+        return (params, dict(trial.user_attrs)) if params else None
 
     def _store_sampling_failure(self, trial_id: int, error: Exception) -> None:
         """Store a trial whose sampling failed as FAIL, with the reason."""

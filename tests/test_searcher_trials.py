@@ -220,8 +220,10 @@ class _LockedOnceInsideAsk(optuna.samplers.RandomSampler):
 
 def test_a_queued_point_whose_trial_meets_a_lock_inside_ask_is_asked_for_again() -> None:
     searcher = _searcher(sampler=_LockedOnceInsideAsk())
-    searcher.study.enqueue_trial({"x": 0.25})  # a grid rerun's missing point
+    # A grid rerun's missing point, or a requeued orphan's: it keeps its link to the orphan.
+    searcher.study.enqueue_trial({"x": 0.25}, user_attrs={"requeued_from_trial": 3})
     suggestion = searcher.suggest("t1")
     assert suggestion["overrides"] == ["x=0.25"]
-    states = [trial.state for trial in searcher.study.trials]
-    assert states == [TrialState.FAIL, TrialState.RUNNING]  # none left RUNNING by the lock
+    trials = searcher.study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING]  # none left RUNNING
+    assert trials[1].user_attrs == {"requeued_from_trial": 3}
