@@ -247,6 +247,18 @@ def test_the_app_trains_on_the_users_own_file(tmp_path: Path, monkeypatch, kind:
     assert train(cfg) < 0.1
 
 
+def test_a_relative_data_file_is_the_launch_folders_also_when_jobs_change_folder(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(60, 4)), y=rng.integers(0, 2, 60))
+    args = ["dataset=files", "dataset.path=data.npz", "hydra.job.chdir=true"]
+    out = _train_cli([*args, "trainer.max_epochs=1", "experiment_id=files"], cwd=tmp_path)
+    assert "Validation: {'val_error'" in out
+
+
 def test_bad_csv_cells_are_named_with_their_line(tmp_path: Path) -> None:
     from hannah_ray.train.data import read_csv
 

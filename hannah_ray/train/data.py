@@ -41,7 +41,10 @@ def load_arrays(dataset: DictConfig) -> Arrays:
 
 
 def _load_file(dataset: DictConfig) -> Arrays:
-    path = Path(str(dataset.path)).expanduser()
+    from hydra.utils import to_absolute_path
+
+    # Relative to the folder the command ran in, also under hydra.job.chdir=true.
+    path = Path(to_absolute_path(str(Path(str(dataset.path)).expanduser())))
     if not path.is_file():
         raise FileNotFoundError(f"dataset.path={str(dataset.path)!r}: no such file.")
     if path.suffix.lower() == ".npz":
