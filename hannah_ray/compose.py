@@ -18,7 +18,7 @@ from typing import Any
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 try:  # Hydra's own override and folder-name code; without it, Hydra composes every trial.
     from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -86,7 +86,8 @@ class SweepConfigComposer:
         structural: list[str] = []
         values: list[Override] = []
         for override in trial_parsed:
-            if override.is_sweep_override():
+            # A trial's own search path changes which groups exist: Hydra rebuilds the repository.
+            if override.is_sweep_override() or override.key_or_group == "hydra.searchpath":
                 return None
             if self._is_value_override(override):
                 values.append(override)
@@ -129,7 +130,9 @@ class SweepConfigComposer:
 
     @staticmethod
     def _record_overrides(config: DictConfig, parsed: list[Override]) -> None:
-        """``hydra.overrides`` and ``hydra.job.override_dirname`` as Hydra records them."""
+        """``hydra.overrides``, ``hydra.job.override_dirname`` and the ``env_copy`` variables'
+        current values (the environment changes between trials of a worker: Ray sets
+        ``CUDA_VISIBLE_DEVICES`` for each) as Hydra records them."""
         task = [o for o in parsed if not o.is_hydra_override()]
         config.hydra.overrides.task = [o.input_line for o in task]
         naming: Any = config.hydra.job.config.override_dirname
@@ -140,3 +143,6 @@ class SweepConfigComposer:
             exclude_keys=naming.exclude_keys,
         )
         config.hydra.runtime.cwd = os.getcwd()
+        with open_dict(config.hydra):
+            for key in config.hydra.job.env_copy:
+                config.hydra.job.env_set[key] = os.environ[key]

@@ -108,6 +108,10 @@ def run_job_lean(
                 ret.status = JobStatus.FAILED
         ret.task_name = JobRuntime.instance().get("name")
         _flush_loggers()
+        if getattr(callbacks, "callbacks", True):
+            # What a callback keeps (PickleJobInfoCallback pickles it) is Hydra's detached copy,
+            # not the node shared with the task's config.
+            ret.hydra_cfg = copy.deepcopy(hydra_cfg)
         callbacks.on_job_end(config=config, job_return=ret)
         return ret
     finally:

@@ -86,7 +86,23 @@ def test_a_bad_override_fails_as_hydra_fails(loader_and_master) -> None:
             composer.compose(overrides)
 
 
-@pytest.mark.parametrize("where", ["primary config", "command line"])
+def test_env_copy_takes_the_environment_of_each_trial(loader_and_master, monkeypatch) -> None:
+    """Hydra copies hydra.job.env_copy variables at each composition; a cached base must not keep
+    the first trial's (Ray sets CUDA_VISIBLE_DEVICES for each trial of a worker)."""
+    loader, _ = loader_and_master
+    monkeypatch.setenv("HANNAH_RAY_TEST_COPIED", "at the start")
+    copied = "hydra.job.env_copy=[HANNAH_RAY_TEST_COPIED]"
+    master = loader.load_configuration("config", [*SWEEP_OVERRIDES, copied], RunMode.MULTIRUN)
+    composer = SweepConfigComposer(loader, master)
+    for value in ("first", "second"):
+        monkeypatch.setenv("HANNAH_RAY_TEST_COPIED", value)
+        trial = [f"+x={len(value)}", "db=beta"]
+        fast = composer.compose(trial)
+        _same(fast, loader.load_sweep_config(master, trial))
+        assert value == fast.hydra.job.env_set.HANNAH_RAY_TEST_COPIED
+
+
+@pytest.mark.parametrize("where", ["primary config", "command line", "trial"])
 def test_config_groups_found_through_hydra_searchpath_are_groups(
     tmp_path: Path, hydra_restore_singletons: object, where: str
 ) -> None:
@@ -100,16 +116,20 @@ def test_config_groups_found_through_hydra_searchpath_are_groups(
     searchpath = f"[file://{extra}]"
     primary = "defaults:\n  - model: small\n  - _self_\nlr: 0.1\n"
     overrides = ["hydra/sweeper=ray_optuna", "hydra.sweeper.n_trials=2", "model=small,big"]
+    trials: list[list[str]] = [["model=big"], ["model=big", "lr=0.5"], ["model=small"]]
     if where == "primary config":
         primary += f"hydra:\n  searchpath: {searchpath}\n"
-    else:
+    elif where == "command line":
         overrides.append(f"hydra.searchpath={searchpath}")
+    else:  # a trial's own search path: Hydra rebuilds the repository for that composition
+        primary = "lr: 0.1\n"
+        trials = [[f"hydra.searchpath={searchpath}", f"+{t[0]}", *t[1:]] for t in trials]
     (conf / "config.yaml").write_text(primary)
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration("config", overrides, RunMode.MULTIRUN)
         composer = SweepConfigComposer(loader, master)
-        for trial in (["model=big"], ["model=big", "lr=0.5"], ["model=small"]):
+        for trial in trials:
             fast = composer.compose(trial)
             _same(fast, loader.load_sweep_config(master, trial))
-        assert fast.model.width == 8 and composer.compose(["model=big"]).model.width == 512
+        assert fast.model.width == 8 and composer.compose(trials[0]).model.width == 512

@@ -135,6 +135,8 @@ def _run(runner: Callable, compose: Callable, case: list[str], root: Path) -> di
         "working_dir": relative(job.working_dir),
         "cfg": OmegaConf.to_yaml(job.cfg),
         "hydra_cfg": relative(OmegaConf.to_yaml(job.hydra_cfg)),
+        # Hydra's is a detached copy (a callback may keep or pickle it), not the task's node.
+        "hydra_cfg detached": job.hydra_cfg.hydra._get_parent() is job.hydra_cfg,  # noqa: SLF001
         "callbacks": [(kind, relative(str(seen))) for kind, seen in SEEN],
         "files": _files(sweep_dir, root),
         "state restored": before == after,
