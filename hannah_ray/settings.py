@@ -201,29 +201,28 @@ def _seconds(value: Any, key: str) -> float:
     return float(value)
 
 
-def _resource(value: Any, key: str) -> float:
+def _resource(value: Any, key: str, where: str = "hydra.sweeper.resources_per_trial.") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise SweepConfigError(
-            f"hydra.sweeper.resources_per_trial.{key}={value!r}: allowed: a number >= 0 "
-            "(fractions share a device, e.g. 0.25)."
+            f"{where}{key}={value!r}: allowed: a number >= 0 (fractions share a device, e.g. 0.25)."
         )
-    if key == "gpu" and value > 1 and not float(value).is_integer():
+    if "gpu" in key and value > 1 and not float(value).is_integer():
         # Ray's raylet refuses such a demand: the trials would wait forever.
         raise SweepConfigError(
-            f"hydra.sweeper.resources_per_trial.gpu={value!r}: allowed: a fraction up to 1 "
-            "(a share of one GPU) or a whole number of GPUs."
+            f"{where}{key}={value!r}: allowed: a fraction up to 1 (a share of one GPU) or a whole "
+            "number of GPUs."
         )
     return float(value)
 
 
-def _ray_init(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _ray_init(kwargs: Mapping[str, Any], where: str = "hydra.sweeper.ray") -> dict[str, Any]:
     import ray
 
     allowed = set(inspect.signature(ray.init).parameters) - {"kwargs"} | _hidden_ray_init_options()
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise SweepConfigError(
-            f"hydra.sweeper.ray: ray.init has no argument(s) {unknown}. Allowed: {sorted(allowed)}."
+            f"{where}: ray.init has no argument(s) {unknown}. Allowed: {sorted(allowed)}."
         )
     return {k: v for k, v in kwargs.items() if v is not None}
 

@@ -29,6 +29,7 @@ from ray.tune.schedulers import TrialScheduler
 from .compose import SweepConfigComposer
 from .errors import SweepConfigError, SweepInterrupted
 from .heartbeat import Heartbeat, reclaim_orphans
+from .launchers import apply_launcher
 from .ledger import SweepLedger, best_value
 from .legacy_search_space import legacy_distributions
 from .queued import set_aside_unfit_queued
@@ -90,6 +91,7 @@ class RayOptunaSweep:
         config: DictConfig,
     ) -> None:
         self.settings = SweepSettings.from_config(sweeper_config)
+        apply_launcher(self.settings, config.hydra.get("launcher"))
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config

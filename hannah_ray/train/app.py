@@ -192,9 +192,10 @@ def train(cfg: DictConfig) -> float | list[float]:
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))
     output_dir, extra_loggers, extra_callbacks = trainer_extras(trainer_args, _output_dir())
+    # No bars or summaries from the jobs of a sweep (any launcher): they may run side by side.
     if trainer_args.get("enable_progress_bar") is None:
-        trainer_args["enable_progress_bar"] = not in_trial()  # no bars from parallel trials
-    trainer_args.setdefault("enable_model_summary", not in_trial())
+        trainer_args["enable_progress_bar"] = not in_sweep()
+    trainer_args.setdefault("enable_model_summary", not in_sweep())
     best, checkpoint, callbacks = _app_callbacks(names, trainer_args, output_dir)
     logger = None
     if extra_loggers is not None:
