@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import SweepConfigError
-from .settings import SweepSettings, _ray_init, _resource
+from .settings import DEFAULT_RESOURCES, SweepSettings, _ray_init, _resource, check_trial_resources
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -21,7 +21,6 @@ RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 RAY_AWS_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher"
 # hydra.launcher.ray.remote (ray.remote options) -> hydra.sweeper.resources_per_trial.
 _REMOTE_RESOURCES = {"num_cpus": "cpu", "num_gpus": "gpu"}
-_DEFAULT_RESOURCES = {"cpu": 1.0, "gpu": 0.0}
 
 
 def apply_launcher(settings: SweepSettings, launcher: Mapping[str, Any] | None) -> None:
@@ -38,7 +37,8 @@ def apply_launcher(settings: SweepSettings, launcher: Mapping[str, Any] | None) 
         )
     if target != RAY_LAUNCHER:
         jobs = (launcher or {}).get("n_jobs")
-        hint = f" (hydra.launcher.n_jobs={jobs} -> hydra.sweeper.n_jobs={jobs})" if jobs else ""
+        ours = jobs if isinstance(jobs, int) and jobs > 0 else "null (as many as Ray allows)"
+        hint = f" (hydra.launcher.n_jobs={jobs} -> hydra.sweeper.n_jobs={ours})" if jobs else ""
         log.warning(
             "hydra.launcher=%s is not used: ray_optuna runs the trials on Ray Tune itself; "
             "hydra.sweeper.n_jobs sets how many run at once%s.",
@@ -71,7 +71,7 @@ def _take_remote(settings: SweepSettings, remote: Mapping[str, Any]) -> None:
     for option, resource in _REMOTE_RESOURCES.items():
         attribute = f"{resource}_per_trial"
         value = remote.get(option)
-        if value is None or getattr(settings, attribute) != _DEFAULT_RESOURCES[resource]:
+        if value is None or getattr(settings, attribute) != DEFAULT_RESOURCES[resource]:
             continue  # the sweeper's own resources_per_trial wins
         setattr(settings, attribute, _resource(value, option, where))
         log.info(
@@ -85,8 +85,4 @@ def _take_remote(settings: SweepSettings, remote: Mapping[str, Any]) -> None:
             "hydra.sweeper.resources_per_trial (cpu, gpu).",
             unused,
         )
-    if settings.cpu_per_trial == 0 and settings.gpu_per_trial == 0:
-        raise SweepConfigError(
-            f"{where}num_cpus=0 leaves a trial no resource (gpu=0): allowed: num_cpus > 0, or "
-            "num_gpus > 0, or hydra.sweeper.resources_per_trial."
-        )
+    check_trial_resources(settings, f"{where}num_cpus/num_gpus give a trial cpu=%g and gpu=%g")

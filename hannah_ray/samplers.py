@@ -19,6 +19,7 @@ from optuna.samplers import BaseSampler, CmaEsSampler, GPSampler, GridSampler, Q
 
 from .configured import check_arguments, configured_class
 from .errors import SweepConfigError
+from .search_space import admits
 
 KEY = "hydra.sweeper.sampler"
 # Packages Optuna imports only when such a sampler first samples: checked before any trial.
@@ -149,19 +150,12 @@ def check_grid(
                 f"{KEY}.search_space.{name}={values!r}: allowed: a non-empty list of values."
             )
         dist = distributions.get(name)
-        outside = [value for value in values if dist is not None and not _allows(dist, value)]
+        outside = [value for value in values if dist is not None and not admits(dist, value)]
         if outside:
             raise SweepConfigError(
                 f"{KEY}.search_space.{name}: {outside} outside the swept {dist}; "
                 "allowed: values the sweep's own override for that key admits."
             )
-
-
-def _allows(dist: BaseDistribution, value: Any) -> bool:
-    try:
-        return dist._contains(dist.to_internal_repr(value))  # noqa: SLF001
-    except (ValueError, TypeError):
-        return False
 
 
 def grid_points(sampler: BaseSampler) -> list[dict[str, Any]] | None:

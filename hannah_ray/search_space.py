@@ -223,6 +223,15 @@ def _check_tags(tags: set[str]) -> None:
         raise ValueError(f"unknown tag(s) {unknown}; allowed: {list(_TAGS)}")
 
 
+def admits(distribution: BaseDistribution, value: Any) -> bool:
+    """``value`` lies in ``distribution`` (a categorical's choice, a number within its range and
+    step)."""
+    try:
+        return distribution._contains(distribution.to_internal_repr(value))  # noqa: SLF001
+    except (ValueError, TypeError):  # not one of a categorical's choices, or no number
+        return False
+
+
 def _check_finite(**bounds: Any) -> None:
     for name, value in bounds.items():
         if isinstance(value, float) and not math.isfinite(value):

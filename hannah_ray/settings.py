@@ -17,6 +17,8 @@ from .errors import SweepConfigError
 log = logging.getLogger("hannah_ray.sweep")
 
 DIRECTIONS = ("minimize", "maximize")
+# hydra.sweeper.resources_per_trial's defaults (the plugin's ResourcesPerTrial).
+DEFAULT_RESOURCES = {"cpu": 1.0, "gpu": 0.0}
 
 
 @dataclass
@@ -65,8 +67,8 @@ class SweepSettings:
             legacy_search_space=_legacy_search_space(plain),
             custom_search_space=plain.get("custom_search_space"),
             metric=_metric(plain.get("metric"), len(directions)),
-            cpu_per_trial=_resource(resources.get("cpu", 1.0), "cpu"),
-            gpu_per_trial=_resource(resources.get("gpu", 0.0), "gpu"),
+            cpu_per_trial=_resource(resources.get("cpu", DEFAULT_RESOURCES["cpu"]), "cpu"),
+            gpu_per_trial=_resource(resources.get("gpu", DEFAULT_RESOURCES["gpu"]), "gpu"),
             ray_init=_ray_init(plain.get("ray") or {}),
             reuse_actors=bool(plain.get("reuse_actors", True)),
             scheduler=dict(plain.get("scheduler") or {}),
@@ -80,11 +82,7 @@ class SweepSettings:
             orphan_grace_s=_seconds(plain.get("orphan_grace_s", 120.0), "orphan_grace_s"),
             requeue_orphans=bool(plain.get("requeue_orphans", True)),
         )
-        if settings.cpu_per_trial == 0 and settings.gpu_per_trial == 0:
-            raise SweepConfigError(
-                "hydra.sweeper.resources_per_trial: cpu=0 and gpu=0: allowed: cpu > 0 or gpu > 0 "
-                "(a trial must hold some resource, or Ray cannot schedule it)."
-            )
+        check_trial_resources(settings, "hydra.sweeper.resources_per_trial: cpu=%g and gpu=%g")
         if settings.orphan_grace_s <= settings.heartbeat_interval_s:
             raise SweepConfigError(
                 f"hydra.sweeper.orphan_grace_s={settings.orphan_grace_s} must be larger than "
@@ -199,6 +197,16 @@ def _seconds(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise SweepConfigError(f"hydra.sweeper.{key}={value!r}: allowed: a number of seconds > 0.")
     return float(value)
+
+
+def check_trial_resources(settings: SweepSettings, given: str) -> None:
+    """A trial must hold some resource, or Ray cannot schedule it; ``given`` says where the
+    values come from (a format for cpu and gpu)."""
+    if settings.cpu_per_trial == 0 and settings.gpu_per_trial == 0:
+        raise SweepConfigError(
+            f"{given % (settings.cpu_per_trial, settings.gpu_per_trial)}: allowed: cpu > 0 or "
+            "gpu > 0 (a trial must hold some resource, or Ray cannot schedule it)."
+        )
 
 
 def _resource(value: Any, key: str, where: str = "hydra.sweeper.resources_per_trial.") -> float:

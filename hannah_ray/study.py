@@ -12,6 +12,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from .errors import SweepConfigError
+from .queued import queued_params
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,7 @@ def grid_points_to_run(
     waiting = _held(
         names,
         optional,
-        [
-            t.system_attrs.get("fixed_params", t.params)
-            for t in trials
-            if t.state == TrialState.WAITING
-        ],
+        [queued_params(t) for t in trials if t.state == TrialState.WAITING],
     )
     missing = [point for point in grid if not _holds(done, point)]
     return missing, [point for point in missing if not _holds(waiting, point)]

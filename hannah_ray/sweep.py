@@ -172,8 +172,7 @@ class RayOptunaSweep:
             # A grid rerun queues each point without a finished trial itself (_plan_grid).
             requeue = settings.requeue_orphans and grid is None
             reclaim_orphans(study, settings.orphan_grace_s, requeue, space.distributions)
-            grid_names = list(grid[0]) if grid else None
-            set_aside_unfit_queued(study, space.distributions, grid_names, custom_keys)
+            set_aside_unfit_queued(study, space.distributions, grid, custom_keys)
         n_to_run = trials_to_run(settings.n_trials, settings.add_trials, stored)
         if n_to_run == 0 and settings.n_trials > 0:
             log.warning(

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.singleton import Singleton
@@ -258,8 +259,8 @@ def off_devices(value: Any) -> Any:
     """``value`` with its torch tensors (also inside mappings, sequences, named tuples and
     dataclasses) on the CPU: the driver may have no GPU, or load them onto one a trial is using."""
     torch = sys.modules.get("torch")
-    if torch is None:  # the task never imported torch: it returned no tensor
-        return value
+    if torch is None or not _holds_tensor(value, torch.Tensor):
+        return value  # as it is: rebuilding a container may lose what its class adds
     from lightning_utilities.core.apply_func import apply_to_collection
 
     try:
@@ -267,6 +268,19 @@ def off_devices(value: Any) -> Any:
     except Exception as error:  # a container that cannot be rebuilt from its items
         log.warning("The return value's tensors stay where they are: %s", error)
         return value
+
+
+def _holds_tensor(value: Any, tensor_type: type) -> bool:
+    """A tensor is ``value`` or lies inside it (mappings, lists, tuples, sets, dataclasses)."""
+    if isinstance(value, tensor_type):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_tensor(item, tensor_type) for item in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_tensor(item, tensor_type) for item in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_tensor(getattr(value, f.name), tensor_type) for f in fields(value))
+    return False
 
 
 def _on_cpu(tensor: Any) -> Any:

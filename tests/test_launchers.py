@@ -71,7 +71,11 @@ def test_the_sweepers_own_settings_win_over_the_ray_launchers() -> None:
             r"hydra.launcher.ray.init: ray.init has no argument\(s\) \['adress'\]",
         ),
         ({}, {"num_gpus": 1.5}, r"hydra.launcher.ray.remote.num_gpus=1.5: allowed: a fraction"),
-        ({}, {"num_cpus": 0}, r"hydra.launcher.ray.remote.num_cpus=0 leaves a trial no resource"),
+        (
+            {},
+            {"num_cpus": 0},
+            r"hydra.launcher.ray.remote.num_cpus/num_gpus give a trial cpu=0 and gpu=0: allowed",
+        ),
     ],
 )
 def test_bad_ray_launcher_settings_name_the_key(init: dict, remote: dict, message: str) -> None:
@@ -91,6 +95,8 @@ def test_another_launcher_is_not_used_and_says_so(caplog) -> None:
     apply_launcher(settings, OmegaConf.create({**joblib, "n_jobs": 4}))
     assert "JoblibLauncher is not used" in caplog.text
     assert "hydra.launcher.n_jobs=4 -> hydra.sweeper.n_jobs=4" in caplog.text
+    apply_launcher(settings, OmegaConf.create({**joblib, "n_jobs": -1}))  # joblib: every core
+    assert "hydra.launcher.n_jobs=-1 -> hydra.sweeper.n_jobs=null" in caplog.text
     assert settings.n_jobs is None  # nothing taken from it
     caplog.clear()
     basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -137,13 +143,14 @@ def test_a_ray_optuna_sweep_with_hydra_ray_launchers_config(
 def test_hydra_ray_launcher_runs_the_training_app_beside_the_plugin(tmp_path: Path) -> None:
     """The other way round: hydra-ray-launcher's own jobs (basic sweeper) run the training app,
     whose report callback is a no-op outside a ray_optuna trial, with no progress bars."""
-    _run(
+    out = _run(
         [str(TRAIN), "-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
          "+hydra.launcher.ray.init.include_dashboard=false", "scheduler.max_lr=0.01,0.02",
          "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
          "trainer.limit_test_batches=0", "experiment_id=launched"],
         cwd=tmp_path,
     )  # fmt: skip
+    assert "it/s" not in out  # no progress bars from the jobs of a sweep
     logs = sorted((tmp_path / "trained_models" / "launched").glob("sweep_*/*/app.log"))
     assert len(logs) == 2
     assert all("Validation: {'val_error'" in log.read_text() for log in logs)

@@ -83,6 +83,14 @@ def test_tensors_on_a_gpu_come_back_on_the_cpu() -> None:
     assert type(nested) is OrderedDict and type(nested["pair"]) is Pair
     assert type(nested["pair"].loss) is torch.Tensor and nested["pair"].acc == 1.0
     assert type(nested["metrics"].loss) is torch.Tensor
+
+    class Tagged(dict):  # a subclass apply_to_collection could not rebuild: left as it is
+        def __init__(self, tag: str, **items: Any) -> None:
+            super().__init__(**items)
+            self.tag = tag
+
+    tagged = Tagged("mine", loss=1.0)
+    assert off_devices(tagged) is tagged
     plain = torch.tensor(1.0)
     assert off_devices(plain) is plain
 

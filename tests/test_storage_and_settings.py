@@ -327,12 +327,42 @@ def test_a_queued_trial_the_rerun_cannot_take_is_set_aside_before_any_trial() ->
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
     assert study.trials[0].user_attrs["fail_reason"] == (
-        "Queued, but not this run's search space: x=2 is not in "
+        "Queued, but not in this run's search space: x=2 is not in "
         "IntDistribution(high=5, log=False, low=3, step=1)."
     )
-    # In a grid sweep the user's off-grid point would take a missing grid point's turn.
-    assert set_aside_unfit_queued(study, {"x": IntDistribution(3, 5)}, ["x"]) == 1
-    assert study.trials[2].state == TrialState.FAIL
+
+
+def test_in_a_grid_sweep_a_queued_point_off_the_grid_is_set_aside() -> None:
+    """Within the swept range but no grid point: it would take a missing point's turn."""
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState
+
+    from hannah_ray.queued import set_aside_unfit_queued
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 3})  # the user's, in range(0, 11), not in the grid [0, 5, 10]
+    study.enqueue_trial({"x": 5})
+    grid = [{"x": 0}, {"x": 5}, {"x": 10}]
+    assert set_aside_unfit_queued(study, {"x": IntDistribution(0, 10)}, grid) == 1
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert study.trials[0].user_attrs["fail_reason"] == (
+        "Queued, but not a point of this run's grid: x=3 is none of the grid's [0, 5, 10]."
+    )
+
+
+def test_a_queued_trial_another_sweep_starts_meanwhile_is_left_to_it() -> None:
+    from optuna.distributions import IntDistribution
+    from optuna.trial import TrialState
+
+    from hannah_ray.queued import _fail_waiting
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 2}, user_attrs={"requeued_from_trial": 0})
+    (seen_waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    study.ask({"x": IntDistribution(0, 5)})  # another sweep pops it: RUNNING
+    assert not _fail_waiting(study, seen_waiting, "set aside")
+    assert study.trials[0].state == TrialState.RUNNING
+    assert "fail_reason" not in study.trials[0].user_attrs
 
 
 def test_a_trial_of_a_sweep_with_a_slower_heartbeat_is_not_taken_for_an_orphan() -> None:

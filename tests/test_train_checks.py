@@ -410,11 +410,12 @@ def test_extra_loggers_join_the_apps_and_bad_values_name_the_key(
     root, _, _ = trainer_extras({"default_root_dir": str(tmp_path / "lightning")}, tmp_path)
     assert root == tmp_path / "lightning"
     # A checkpoint folder outside the job's: parallel trials would overwrite and prune each other's.
-    for shared in ("/scratch/ckpt", "memory://bucket/ckpt"):
+    for shared, seen in [("/scratch/ckpt",) * 2, ("memory://bucket/ckpt",) * 2,
+                         ("../ckpt", str(tmp_path / "../ckpt"))]:  # fmt: skip
         with pytest.raises(
             ValueError,
             match=re.escape(f"trainer.callbacks: pytorch_lightning.callbacks.ModelCheckpoint's "
-                            f"dirpath={shared!r}: every trial of the sweep would write"),
+                            f"dirpath={seen!r}: outside the job's folder"),
         ):  # fmt: skip
             trainer_extras({"callbacks": [{**checkpoint, "dirpath": shared}]}, tmp_path)
     inside = {**checkpoint, "dirpath": str(tmp_path / "ckpt")}

@@ -115,9 +115,10 @@ def _check_own_folder(what: str, path: str, root: Path) -> None:
     ``save_top_k`` deletes another trial's. (Loggers add a version folder of their own per run.)"""
     if "://" in path or not Path(path).resolve().is_relative_to(root.resolve()):
         raise ValueError(
-            f"{what}={path!r}: every trial of the sweep would write its checkpoints there, over "
-            "the others' and deleting them (save_top_k). Allowed in a sweep: a folder relative "
-            "to the job's own (e.g. 'checkpoints')."
+            f"{what}={path!r}: outside the job's folder, where every trial of the sweep would "
+            "write its checkpoints over the others' and delete them (save_top_k). Allowed in a "
+            "sweep: a folder inside the job's own (e.g. 'checkpoints'); to put the checkpoints "
+            "elsewhere, move the whole sweep (hydra.sweep.dir)."
         )
 
 
@@ -146,12 +147,13 @@ def _instantiated(key: str, given: Any, kind: type, root: Path | None = None) ->
             )
         for path_key in _FOLDER_KEYS:
             path = config.get(path_key)
-            if root is not None and isinstance(path, str) and _local_relative(path):
+            if root is None or not isinstance(path, str):
+                continue
+            if _local_relative(path):
                 config = {**config, path_key: str(root / path)}
-            elif (
-                path_key == "dirpath" and root is not None and isinstance(path, str) and in_sweep()
-            ):
-                _check_own_folder(f"trainer.{key}: {config['_target_']}'s {path_key}", path, root)
+            if path_key == "dirpath" and in_sweep():
+                what = f"trainer.{key}: {config['_target_']}'s {path_key}"
+                _check_own_folder(what, config[path_key], root)
         made.append(instantiate(config))
         if not isinstance(made[-1], kind):
             raise ValueError(
