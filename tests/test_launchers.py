@@ -11,23 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apps.sweep_settings import sweep_settings
 from omegaconf import OmegaConf
 
 from hannah_ray.errors import SweepConfigError
 from hannah_ray.launchers import RAY_AWS_LAUNCHER, RAY_LAUNCHER, apply_launcher
-from hannah_ray.settings import SweepSettings
-from hydra_plugins.hannah_ray_sweeper.config import _SAMPLERS, _SCHEDULERS, RayOptunaSweeperConf
-
-
-def _settings(**overrides: object) -> SweepSettings:
-    config = OmegaConf.structured(RayOptunaSweeperConf)
-    config.sampler = OmegaConf.structured(_SAMPLERS["tpe"])
-    config.scheduler = OmegaConf.structured(_SCHEDULERS["none"])
-    for key, value in overrides.items():
-        OmegaConf.update(config, key, value, force_add=True)
-    return SweepSettings.from_config(
-        {k: v for k, v in config.items() if k not in ("_target_", "defaults")}
-    )
 
 
 def _ray_launcher(init: dict, remote: dict) -> object:
@@ -38,7 +26,7 @@ def _ray_launcher(init: dict, remote: dict) -> object:
 def test_the_ray_launchers_init_and_remote_fill_what_the_sweeper_leaves_at_its_defaults(
     caplog,
 ) -> None:
-    settings = _settings()
+    settings = sweep_settings()
     launcher = _ray_launcher(
         {"address": "auto", "num_cpus": None, "_system_config": {"a": 1}},
         {"num_cpus": 2, "num_gpus": 0.5, "max_calls": 1},
@@ -56,7 +44,7 @@ def test_the_ray_launchers_init_and_remote_fill_what_the_sweeper_leaves_at_its_d
 
 
 def test_the_sweepers_own_settings_win_over_the_ray_launchers() -> None:
-    settings = _settings(**{"ray.address": "ray://head:10001", "resources_per_trial.gpu": 1})
+    settings = sweep_settings(**{"ray.address": "ray://head:10001", "resources_per_trial.gpu": 1})
     apply_launcher(settings, _ray_launcher({"address": "auto"}, {"num_gpus": 0.25}))
     assert settings.ray_init["address"] == "ray://head:10001"
     assert settings.gpu_per_trial == 1.0
@@ -80,18 +68,18 @@ def test_the_sweepers_own_settings_win_over_the_ray_launchers() -> None:
 )
 def test_bad_ray_launcher_settings_name_the_key(init: dict, remote: dict, message: str) -> None:
     with pytest.raises(SweepConfigError, match=message):
-        apply_launcher(_settings(), _ray_launcher(init, remote))
+        apply_launcher(sweep_settings(), _ray_launcher(init, remote))
 
 
 def test_the_aws_launcher_is_refused_before_any_trial() -> None:
     launcher = OmegaConf.create({"_target_": RAY_AWS_LAUNCHER, "ray": {"cluster": {}}})
     with pytest.raises(SweepConfigError, match=r"hydra/launcher=ray_aws: .* `ray up"):
-        apply_launcher(_settings(), launcher)
+        apply_launcher(sweep_settings(), launcher)
 
 
 def test_another_launcher_is_not_used_and_says_so(caplog) -> None:
     joblib = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
-    settings = _settings()
+    settings = sweep_settings()
     apply_launcher(settings, OmegaConf.create({**joblib, "n_jobs": 4}))
     assert "JoblibLauncher is not used" in caplog.text
     assert "hydra.launcher.n_jobs=4 -> hydra.sweeper.n_jobs=4" in caplog.text

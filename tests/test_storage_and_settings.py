@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from apps.sweep_settings import sweep_settings
 from hydra.utils import instantiate  # noqa: F401  (Hydra importable alongside)
 from omegaconf import OmegaConf
 
@@ -14,7 +15,6 @@ from hannah_ray.errors import SweepConfigError
 from hannah_ray.samplers import build_sampler, grid_from_distributions
 from hannah_ray.schedulers import build_scheduler
 from hannah_ray.search_space import parse_search_space
-from hannah_ray.settings import SweepSettings
 from hannah_ray.storage import create_storage, mask_url, resolve_storage_url
 from hydra_plugins.hannah_ray_sweeper.config import _SAMPLERS, _SCHEDULERS, RayOptunaSweeperConf
 
@@ -117,19 +117,8 @@ def test_grid_needs_discrete_parameters() -> None:
     assert grid == {"x": [0.0, 0.25, 0.5, 0.75]}
 
 
-def _settings(**overrides: object) -> SweepSettings:
-    config = OmegaConf.structured(RayOptunaSweeperConf)
-    config.sampler = OmegaConf.structured(_SAMPLERS["tpe"])
-    config.scheduler = OmegaConf.structured(_SCHEDULERS["none"])
-    for key, value in overrides.items():
-        OmegaConf.update(config, key, value, force_add=True)
-    return SweepSettings.from_config(
-        {k: v for k, v in config.items() if k not in ("_target_", "defaults")}
-    )
-
-
-def test_default_settings() -> None:
-    settings = _settings()
+def test_defaultsweep_settings() -> None:
+    settings = sweep_settings()
     assert settings.directions == ["minimize"]
     assert settings.n_jobs is None and settings.reuse_actors
     assert settings.cpu_per_trial == 1.0 and settings.gpu_per_trial == 0.0
@@ -141,7 +130,7 @@ def test_default_settings() -> None:
 def test_the_dashboard_is_a_key_of_its_own_and_goes_to_ray_init_when_set() -> None:
     # hydra.sweeper.ray.include_dashboard=false works without a "+".
     assert "include_dashboard" in OmegaConf.structured(RayOptunaSweeperConf).ray
-    settings = _settings(**{"ray.include_dashboard": False, "ray.num_cpus": 4})
+    settings = sweep_settings(**{"ray.include_dashboard": False, "ray.num_cpus": 4})
     assert settings.ray_init == {"include_dashboard": False, "num_cpus": 4, "log_to_driver": False}
 
 
@@ -155,11 +144,11 @@ def test_the_dashboard_is_a_key_of_its_own_and_goes_to_ray_init_when_set() -> No
     ],
 )
 def test_tune_logs_name_tunes_result_writers(value: object, writers: tuple[str, ...]) -> None:
-    assert _settings(tune_logs=value).tune_logs == writers
+    assert sweep_settings(tune_logs=value).tune_logs == writers
 
 
-def test_multi_objective_settings() -> None:
-    settings = _settings(direction=["minimize", "maximize"], metric=["loss", "acc"])
+def test_multi_objectivesweep_settings() -> None:
+    settings = sweep_settings(direction=["minimize", "maximize"], metric=["loss", "acc"])
     assert settings.directions == ["minimize", "maximize"]
     assert settings.metric == ["loss", "acc"]
 
@@ -186,7 +175,7 @@ def test_bad_settings_name_key_value_and_what_is_allowed(
     key: str, value: object, message: str
 ) -> None:
     with pytest.raises(SweepConfigError, match=message):
-        _settings(**{key: value})
+        sweep_settings(**{key: value})
 
 
 def test_storage_password_is_masked_in_the_config_hydra_writes() -> None:
@@ -486,15 +475,15 @@ def test_a_grid_rerun_runs_failed_and_unrun_points_not_running_or_queued_ones() 
 
 def test_ray_inits_hidden_options_are_allowed() -> None:
     # ray.init takes these from **kwargs: its signature does not list them.
-    settings = _settings(**{"ray._temp_dir": "/scratch/ray", "ray._system_config": {"a": 1}})
+    settings = sweep_settings(**{"ray._temp_dir": "/scratch/ray", "ray._system_config": {"a": 1}})
     assert settings.ray_init["_temp_dir"] == "/scratch/ray"
     assert settings.ray_init["_system_config"] == {"a": 1}
     with pytest.raises(SweepConfigError, match=r"no argument\(s\) \['_tmp_dir'\].*'_temp_dir'"):
-        _settings(**{"ray._tmp_dir": "/scratch/ray"})
+        sweep_settings(**{"ray._tmp_dir": "/scratch/ray"})
 
 
 def test_directions_in_any_case_as_optuna_takes_them() -> None:
-    assert _settings(direction=["MAXIMIZE", "Minimize"]).directions == ["maximize", "minimize"]
+    assert sweep_settings(direction=["MAXIMIZE", "Minimize"]).directions == ["maximize", "minimize"]
 
 
 def test_asha_rungs_may_be_fractions_of_an_epoch() -> None:
