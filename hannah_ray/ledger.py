@@ -141,7 +141,10 @@ class SweepLedger:
         Judged against the plan, not the trials finished so far, so that one early failure
         does not stop a sweep that tolerates some.
         """
-        return self.failed > self.max_failure_rate * self.planned_trials
+        # As a fraction: 0.29 * 100 is 28.999999999999996, which 29 failures would exceed.
+        if self.planned_trials == 0:
+            return self.failed > 0
+        return self.failed / self.planned_trials > self.max_failure_rate
 
     def _update_best(self, values: list[float]) -> None:
         if len(self.directions) != 1 or not values:

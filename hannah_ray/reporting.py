@@ -7,6 +7,7 @@ This module imports nothing heavy: Ray is imported only when a trial reports.
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,14 @@ EPOCH = "epoch"
 # Set on a report after which the task does no more work: no scheduler stops the trial there.
 LAST = "hannah_ray_last"
 JOB_DIR = "hannah_ray_job_dir"
+# Result keys Tune or the sweeper act on: a reported metric of such a name goes as reported.<name>
+# (a metric named done would end the trial).
+_RESERVED = {
+    FINAL, OBJECTIVE, EPOCH, LAST, JOB_DIR, "done", "should_checkpoint", "__duplicate__",
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "trial_id", "config",
+    "date", "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore",
+    "checkpoint_dir_name", "experiment_tag",
+}  # fmt: skip
 
 
 @dataclass
@@ -79,8 +88,8 @@ def report(
     result: dict[str, Any] = {}
     for key, value in values.items():
         number = _number(value)
-        if number is not None:
-            result[str(key)] = number
+        if number is not None:  # one named like a key Tune or the sweeper acts on: kept apart
+            result[f"reported.{key}" if str(key) in _RESERVED else str(key)] = number
     if trial.n_objectives == 1:
         result[OBJECTIVE] = intermediate_objective(metrics, trial.metric)
     trial.reports += 1
@@ -133,9 +142,17 @@ def stop_if_requested() -> None:
         raise SystemExit(0)
 
 
-def _epoch(epoch: float) -> float:
+def _epoch(epoch: Any) -> float:
     """Whole epochs as int (Optuna's step), fractions (a validation inside an epoch) as float."""
-    value = float(epoch)
+    try:
+        value = float(epoch)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(epoch, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"hannah_ray.report(epoch={epoch!r}): allowed: a finite number >= 0 (the epoch, or a "
+            "fraction of one), or no epoch (the number of reports so far)."
+        )
     return int(value) if value.is_integer() else value
 
 

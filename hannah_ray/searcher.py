@@ -44,7 +44,7 @@ class _Attempt:
     its worker died) starts a new one, and the dead run's steps become stale."""
 
     started_s: float  # time.monotonic() at sampling, then at each start on a worker
-    steps: set[int] = field(default_factory=set)  # stored by this run
+    steps: dict[int, float] = field(default_factory=dict)  # stored by this run: step -> value
     held: tuple[int, float] | None = None  # (step, value) of a validation inside an epoch
     job_dir: str | None = None  # from the run's reports
     stale_steps: set[int] = field(default_factory=set)  # stored by earlier runs
@@ -53,7 +53,7 @@ class _Attempt:
     def retry(self) -> _Attempt:
         return _Attempt(
             time.monotonic(),
-            stale_steps=self.stale_steps | self.steps,
+            stale_steps=self.stale_steps | set(self.steps),
             sampled_at=self.sampled_at,
         )
 
@@ -215,16 +215,17 @@ class HydraOptunaSearch(OptunaSearch):
             attempt.held = (step, value)
 
     def _report_step(self, trial_id: str, step: int, value: float) -> None:
-        """Store one intermediate value. Through the storage, not ``Trial.report``: that ignores
-        a step already stored, and a retried trial's value replaces its dead run's."""
+        """Store one intermediate value; the last one reported for an epoch wins. Through the
+        storage, not ``Trial.report``: that ignores a step already stored, and a retried trial's
+        value replaces its dead run's."""
         ot_trial = self._ot_trials[trial_id]
         steps = self._attempts[trial_id].steps
-        if step in steps:
+        if step in steps and _same(steps[step], value):
             return  # Tune hands the result that stopped a trial to on_trial_complete as well
         if step < 0:
             log.warning("Trial %d: epoch %d not stored (steps start at 0).", ot_trial.number, step)
             return
-        steps.add(step)
+        steps[step] = value
         storage, storage_id = self._ot_study._storage, ot_trial._trial_id  # noqa: SLF001
         try:
             retry_when_locked(
@@ -291,7 +292,7 @@ class HydraOptunaSearch(OptunaSearch):
             or self._existing_job_dir(ot_trial.number, trial_id, attempt.sampled_at)
         )
         # Optuna cannot delete a step: the attributes say which ones a dead run of the trial left.
-        stale = sorted(attempt.stale_steps - attempt.steps)
+        stale = sorted(attempt.stale_steps - set(attempt.steps))
         what = f"Storing trial {ot_trial.number}"
         for key, value in trial_user_attrs(outcome, trial_id, stale).items():
             try:  # one the storage refuses (too long for a MySQL TEXT...) costs no other
@@ -300,22 +301,19 @@ class HydraOptunaSearch(OptunaSearch):
                 log.error(
                     "Trial %d: user attribute %r not stored: %s", ot_trial.number, key, attr_error
                 )
-        # Optuna takes a pruned trial's value from its highest step: a dead run's, if it got
-        # further than this one.
-        overtaken = max(stale, default=-1) > max(attempt.steps, default=-1)
         try:
-            retry_when_locked(lambda: self._tell(ot_trial, outcome, overtaken), what)
+            retry_when_locked(lambda: self._tell(ot_trial, outcome), what)
         except Exception as tell_error:  # never lose the sweep over one bad tell
             self._check_stored(ot_trial, tell_error)
         self._ledger.record(ot_trial.number, outcome, stopped=stopped)
 
-    def _tell(self, ot_trial: optuna.Trial, outcome: JobOutcome, overtaken: bool) -> None:
+    def _tell(self, ot_trial: optuna.Trial, outcome: JobOutcome) -> None:
         if outcome.complete:
             self._ot_study.tell(ot_trial, outcome.values, state=TrialState.COMPLETE)
-        elif outcome.pruned and overtaken:
+        elif outcome.pruned:
+            # The value of the report that stopped it. Study.tell would take the highest step's:
+            # a dead run's that got further, or a later epoch than the one that stopped it.
             tell_pruned(self._ot_study, ot_trial, (outcome.values or [math.nan])[0])
-        elif outcome.pruned:  # Optuna takes the value of the last step, the one that stopped it
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         else:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
@@ -400,9 +398,9 @@ def result_epoch(result: dict) -> float:
 
 
 def tell_pruned(study: optuna.Study, ot_trial: optuna.Trial, value: float) -> None:
-    """Store the trial PRUNED with ``value``, the report that stopped it, where ``Study.tell``
-    would take a retried trial's dead run's value (from a higher step); otherwise this does what
-    ``tell`` does for a pruned trial (the sampler's hook, then the state)."""
+    """Store the trial PRUNED with ``value``, the report that stopped it (``Study.tell`` would
+    take the highest step's), doing what ``tell`` does for a pruned trial: the sampler's hook,
+    then the state."""
     storage = study._storage  # noqa: SLF001
     frozen = storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
     if frozen.state != TrialState.RUNNING:
@@ -412,6 +410,10 @@ def tell_pruned(study: optuna.Study, ot_trial: optuna.Trial, value: float) -> No
         study.sampler.after_trial(study, frozen, TrialState.PRUNED, values)
     finally:
         storage.set_trial_state_values(ot_trial._trial_id, TrialState.PRUNED, values)  # noqa: SLF001
+
+
+def _same(stored: float, value: float) -> bool:
+    return stored == value or (math.isnan(stored) and math.isnan(value))
 
 
 def _trial_id_created_by_ask(error: BaseException) -> int | None:

@@ -57,6 +57,8 @@ _TUNE_ENVIRONMENT = {
     "TUNE_GLOBAL_CHECKPOINT_S": "60",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    # One result at a time: a scheduler's stop must reach a trial before its next report.
+    "TUNE_RESULT_BUFFER_LENGTH": "1",
     # The old console reporter honours verbose=0; the new one prints its boxes anyway. Our own
     # progress lines say what is running, done, pruned and failed.
     "RAY_AIR_NEW_OUTPUT": "0",

@@ -39,6 +39,19 @@ def _reporting_sweep(run_sweep, storage: str, scheduler: list[str]) -> None:
     )
 
 
+def test_a_metric_named_like_a_tune_key_changes_nothing(run_sweep, tmp_path: Path) -> None:
+    """A reported "done" would end the trial at its first report: it goes as reported.done."""
+    run = run_sweep(
+        tasks.reports_every_epoch,
+        ["+x=0,1", "+epochs=3", "+epoch_s=0", "+report_done=true", "hydra/sweeper/sampler=grid",
+         "hydra.sweeper.metric=loss"],
+    )  # fmt: skip
+    assert [row["state"] for row in run.trials_table()] == ["COMPLETE", "COMPLETE"]
+    for progress in (run.sweep_dir / "ray_tune").glob("*/progress.csv"):
+        header, *rows = progress.read_text().splitlines()
+        assert "reported.done" in header.split(",") and len(rows) >= 3  # every epoch's report
+
+
 def test_asha_prunes_bad_trials_and_the_study_tells_the_truth(run_sweep, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/asha.db"
     _reporting_sweep(run_sweep, storage, ASHA)

@@ -161,3 +161,22 @@ def test_bad_intermediate_reports_say_what_is_allowed(
 ) -> None:
     with pytest.raises(InvalidReturnError, match=message):
         intermediate_objective(reported, metric)
+
+
+@pytest.mark.parametrize(("failed", "exceeded"), [(29, False), (30, True)])
+def test_the_failure_rate_is_exceeded_only_past_it(failed: int, exceeded: bool) -> None:
+    """0.29 * 100 is 28.999999999999996 in floating point: 29 failures are within the rate."""
+    from hannah_ray.ledger import SweepLedger
+
+    ledger = SweepLedger(0.29, 100, ["minimize"])
+    ledger.failed = failed
+    assert ledger.failure_rate_exceeded() is exceeded
+
+
+@pytest.mark.parametrize("epoch", [math.nan, math.inf, -1, "two", True])
+def test_a_report_with_an_epoch_that_is_no_epoch_fails_the_trial(epoch: object) -> None:
+    """Before anything reaches Ray: in the driver, math.ceil(nan) would end the whole sweep."""
+    from hannah_ray.reporting import active_trial, report
+
+    with active_trial(0, 1, None), pytest.raises(ValueError, match=r"report\(epoch=.*allowed: a"):
+        report(0.5, epoch=epoch)

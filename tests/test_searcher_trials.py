@@ -86,6 +86,28 @@ def test_a_trial_pruned_after_epoch_0_keeps_the_value_that_stopped_it() -> None:
     assert trial.intermediate_values == {0: 0.2, 1: 0.9}
 
 
+@pytest.mark.parametrize(
+    ("reports", "stop", "intermediate"),
+    [  # an epoch reported again, then a stop at it: the last value wins, and is the PRUNED value
+        ([(1, 0.5), (2, 0.2)], (2, 0.9), {1: 0.5, 2: 0.9}),
+        # a stop at an epoch below the highest stored: Optuna would take epoch 3's value
+        ([(1, 0.5), (3, 0.2)], (1, 0.9), {1: 0.9, 3: 0.2}),
+    ],
+)
+def test_a_pruned_trial_has_the_value_of_the_report_that_stopped_it(
+    reports: list, stop: tuple, intermediate: dict
+) -> None:
+    searcher = _searcher()
+    _started(searcher)
+    for iteration, (epoch, value) in enumerate(reports, start=1):
+        searcher.on_trial_result("t1", _report(epoch, value, iteration))
+    searcher.on_trial_complete("t1", result=_report(*stop, len(reports) + 1))
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.PRUNED
+    assert trial.value == 0.9 and trial.user_attrs["pruned_at_epoch"] == stop[0]
+    assert trial.intermediate_values == intermediate
+
+
 def test_a_retried_trial_stores_its_new_run_and_names_the_dead_runs_epochs() -> None:
     searcher = _searcher()
     _started(searcher)
