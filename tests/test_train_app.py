@@ -119,7 +119,8 @@ def test_an_asha_sweep_of_the_app_prunes_trials_and_logs_each_to_tensorboard(
         assert 1 <= len(trial.intermediate_values) < 4
     for trial in complete:
         assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
-        assert trial.value == pytest.approx(trial.intermediate_values[4])
+        # Like hannah's: the best epoch's val_error (each epoch's one validation reported).
+        assert trial.value == pytest.approx(min(trial.intermediate_values.values()))
     # One TensorBoard run per trial (pruned ones included) under the sweep folder, with hparams,
     # as `tensorboard --logdir <sweep dir>` reads them.
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
@@ -392,3 +393,13 @@ def test_a_sweep_minimising_accuracy_stops_with_a_clear_error(run_sweep) -> None
         config_name="config",
     )
     assert 0.0 < run.results()["best_value"] <= 1.0
+
+
+def test_data_loader_workers_change_no_result(tmp_path: Path, monkeypatch) -> None:
+    """A trial of the hannah doc's command (module.num_workers=4) must reproduce with the default 0."""
+    monkeypatch.chdir(tmp_path)
+    tiny = ["trainer.max_epochs=2", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2",
+            "dataset.test_fraction=0", "+trainer.logger=false", "trainer.enable_checkpointing=false",
+            "model.dropout=0.3"]  # fmt: skip
+    values = [train(_app_config([*tiny, f"module.num_workers={workers}"])) for workers in (0, 2)]
+    assert values[0] == values[1]

@@ -3,6 +3,7 @@ trainer keys, each failing with a message that names the key, the value and what
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ from hannah_ray.train.checks import (
     check_validation_runs,
     monitored,
     smallest_fraction,
+    warn_of_unvalidated_training,
 )
 from hannah_ray.train.data import ClassificationData, load_arrays, read_csv, split_sizes
 from hannah_ray.train.module import build_scheduler, training_steps
@@ -204,6 +206,15 @@ def test_npz_labels_of_shape_n_by_1_are_squeezed_and_a_1d_x_is_one_feature(tmp_p
     assert load_arrays(_files(_npz(tmp_path, X[:, 0], Y))).features.shape == (20, 1)
     booleans = load_arrays(_files(_npz(tmp_path, X > 0, Y))).features  # bool x: 0 and 1
     assert booleans.dtype == np.float32 and set(np.unique(booleans)) == {0.0, 1.0}
+
+
+def test_images_stored_channels_last_get_a_warning(tmp_path: Path, caplog) -> None:
+    images = np.zeros((20, 8, 8, 3))  # (samples, height, width, channels), as PIL/Keras store them
+    load_arrays(_files(_npz(tmp_path, images, Y)))
+    assert "looks like images stored channels last" in caplog.text
+    caplog.clear()
+    load_arrays(_files(_npz(tmp_path, images.transpose(0, 3, 1, 2), Y)))
+    assert "channels last" not in caplog.text
 
 
 def test_an_npz_of_pickled_objects_is_refused_naming_the_file(tmp_path: Path) -> None:
@@ -531,3 +542,25 @@ def test_a_momentum_override_that_1cycle_replaces_warns(
     messages = [r.getMessage() for r in caplog.records if "cycles the momentum" in r.getMessage()]
     assert [m[: len(warns)] for m in messages] == ([warns] if warns else [])
     assert all("+scheduler.cycle_momentum=false" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "warning"),
+    [
+        (
+            {"max_epochs": 4, "check_val_every_n_epoch": 3},
+            "the last 1 epoch(s) are never validated",
+        ),
+        ({"max_epochs": 6, "check_val_every_n_epoch": 3}, None),
+        # digits: 17 training batches; Lightning validates after batches 5, 10 and 15 of each
+        ({"max_epochs": 2, "val_check_interval": 0.3}, "validates every 5: the last 2 batch(es)"),
+        ({"max_epochs": 2, "val_check_interval": 0.5}, "validates every 8: the last 1 batch(es)"),
+        ({"max_epochs": 2, "val_check_interval": 1.0}, None),
+    ],
+)
+def test_training_after_the_last_validation_gets_a_warning(
+    caplog, trainer: dict, warning: str | None
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="hannah_ray.train"):
+        warn_of_unvalidated_training(trainer, 17)
+    assert (warning in caplog.text) if warning else caplog.text == ""

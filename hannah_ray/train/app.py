@@ -24,6 +24,7 @@ from .checks import (
     in_sweep,
     limited_batches,
     monitored,
+    warn_of_unvalidated_training,
 )
 
 log = logging.getLogger("hannah_ray.train")
@@ -191,6 +192,7 @@ def train(cfg: DictConfig) -> float | list[float]:
     check_batch_limits(trainer_args, batches)
     train_batches = limited_batches(batches["train"], trainer_args.get("limit_train_batches"))
     check_validation_before_max_steps(trainer_args, train_batches, names)
+    warn_of_unvalidated_training(trainer_args, train_batches)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))
     output_dir, extra_loggers, extra_callbacks = trainer_extras(trainer_args, _output_dir())

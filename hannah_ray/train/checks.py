@@ -53,6 +53,30 @@ def check_validation_runs(trainer_args: dict[str, Any], names: list[str]) -> Non
         )
 
 
+def warn_of_unvalidated_training(trainer_args: dict[str, Any], train_batches: int) -> None:
+    """Training after the last validation counts for nothing: the value returned and the
+    checkpoint tested are the last validated ones (under 1cycle, before its lowest rates)."""
+    every = trainer_args.get("check_val_every_n_epoch", 1)
+    epochs = trainer_args.get("max_epochs")
+    if isinstance(every, int) and isinstance(epochs, int) and every > 0 and epochs % every:
+        log.warning(
+            "trainer.check_val_every_n_epoch=%d with trainer.max_epochs=%d: the last %d epoch(s) "
+            "are never validated, so they count for nothing. Make max_epochs a multiple of it.",
+            every, epochs, epochs % every,
+        )  # fmt: skip
+    interval = trainer_args.get("val_check_interval")
+    if isinstance(interval, float) and 0 < interval < 1:
+        between = int(train_batches * interval)  # as Lightning counts it
+        if between > 0 and train_batches % between:
+            log.warning(
+                "trainer.val_check_interval=%g of %d training batches validates every %d: the "
+                "last %d batch(es) of each epoch, the last epoch's included, are never validated, "
+                "so they count for nothing. Pick a fraction that validates every n batches with n "
+                "dividing %d.",
+                interval, train_batches, between, train_batches % between, train_batches,
+            )  # fmt: skip
+
+
 def check_sweep_direction(names: list[str]) -> None:
     """In a sweep, each monitored metric must be optimised in its own direction: minimising
     ``val_accuracy`` would search for the worst model."""

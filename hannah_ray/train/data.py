@@ -15,7 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from .checks import smallest_fraction
 
@@ -56,7 +56,20 @@ def _load_file(dataset: DictConfig) -> Arrays:
     labels = class_ids(labels, f"dataset.path={str(path)!r}")
     if dataset.get("image_shape"):
         features = reshape_samples(features, list(dataset.image_shape))
+    _warn_if_channels_last(features, path)
     return Arrays(features, labels)
+
+
+def _warn_if_channels_last(features: np.ndarray, path: Path) -> None:
+    """Images as numpy, PIL and Keras store them, (height, width, channels), would train as
+    height channels of width x channels images."""
+    if features.ndim == 4 and features.shape[3] in (1, 3, 4) and features.shape[1] not in (1, 3, 4):
+        log.warning(
+            "dataset.path=%r: x has shape %s, which looks like images stored channels last; the "
+            "models take (samples, channels, height, width): save x.transpose(0, 3, 1, 2).",
+            str(path),
+            features.shape,
+        )
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -275,6 +288,7 @@ class ClassificationData(pl.LightningDataModule):
         self.splits: dict[str, TensorDataset] = {}
         self.input_shape: tuple[int, ...] = ()
         self.num_classes = 0
+        self._shuffle: torch.Generator | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -303,7 +317,12 @@ class ClassificationData(pl.LightningDataModule):
         return -(-len(self.splits[split]) // self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # Shuffled from a generator of its own, seeded like the run: the order, and the global RNG
+        # the model draws dropout from, do not depend on module.num_workers (a loader with
+        # persistent workers draws from its generator once, one without at every epoch).
+        if self._shuffle is None:
+            self._shuffle = torch.Generator().manual_seed(torch.initial_seed())
+        return self._loader("train", RandomSampler(self.splits["train"], generator=self._shuffle))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -311,12 +330,14 @@ class ClassificationData(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str, sampler: RandomSampler | None = None) -> DataLoader:
         extra: dict[str, Any] = {"persistent_workers": True} if self.num_workers > 0 else {}
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
+            # The workers' seeds: drawn from here, not from the global RNG.
+            generator=torch.Generator().manual_seed(torch.initial_seed()),
             **extra,
         )
