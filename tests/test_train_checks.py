@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from hannah_ray.train.app import train, trainer_extras, warn_of_overrides_1cycle_ignores
 from hannah_ray.train.checks import (
     check_devices_fit_the_trial,
+    check_one_process,
     check_validation_before_max_steps,
     check_validation_runs,
     monitored,
@@ -513,9 +514,34 @@ def test_a_trial_trains_in_its_own_process_only(
     with pytest.raises(
         ValueError,
         match=rf"Lightning would train in {processes} process\(es\) or spawn one, but a trial is "
-        r"one Ray worker process.*Allowed in a trial: one device in one process",
+        r"one Ray worker process.*Allowed: one device in one process",
     ):
         check_devices_fit_the_trial(trainer)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "processes"),
+    [
+        ({"accelerator": "cpu", "devices": 1}, None),
+        ({"accelerator": "auto", "devices": "auto"}, None),  # no GPU here: one CPU process
+        ({"accelerator": "cpu", "devices": 2}, 2),  # DDP on the CPU
+        ({"devices": 1, "num_nodes": 2}, 2),
+        ({"devices": 1, "strategy": "ddp_spawn"}, 1),
+    ],
+)
+def test_the_app_trains_in_one_process_outside_a_trial_too(
+    trainer: dict[str, Any], processes: int | None
+) -> None:
+    """Its val_error, hp_metric and best epoch are not gathered across DDP processes."""
+    if processes is None:
+        check_one_process(trainer)
+        return
+    with pytest.raises(
+        ValueError,
+        match=rf"would train in {processes} process\(es\) or spawn one, but the app measures "
+        r"val_error.*in one process",
+    ):
+        check_one_process(trainer)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .checks import (
     check_batch_limits,
     check_devices_fit_the_trial,
+    check_one_process,
     check_sweep_direction,
     check_validation_before_max_steps,
     check_validation_runs,
@@ -182,6 +183,8 @@ def train(cfg: DictConfig) -> float | list[float]:
     check_validation_runs(trainer_args, names)
     if in_trial():
         check_devices_fit_the_trial(trainer_args)
+    else:
+        check_one_process(trainer_args)
     pl.seed_everything(training_seed(cfg.seed), workers=True, verbose=False)
     data = ClassificationData(cfg.dataset, cfg.module)
     data.setup()

@@ -131,18 +131,49 @@ def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
             "This trial holds a GPU (%s) but trains on the CPU (trainer.accelerator=cpu).", share
         )
     processes = len(visible) if visible and gpus and wanted is None else max(1, len(wanted or []))
+    _check_one_process(
+        trainer_args,
+        processes,
+        "a trial is one Ray worker process: DDP relaunches the script (a Ray worker's, not the "
+        "app's), and spawned processes cannot report to the trial",
+        f"run more trials side by side instead (hydra.sweeper.n_jobs, {share})",
+    )
+
+
+def check_one_process(trainer_args: dict[str, Any]) -> None:
+    """Outside a trial too, the app trains in one process: its metrics (the returned best epoch,
+    ``hp_metric``, the checkpoint it tests) are not gathered across DDP processes, each of which
+    would validate on its own shard of the data."""
+    accelerator = str(trainer_args.get("accelerator", "auto")).lower()
+    wanted = requested_gpus(trainer_args.get("devices", "auto"))
+    if wanted is None and accelerator in ("gpu", "cuda", "auto"):
+        import torch
+
+        processes = torch.cuda.device_count() or 1  # -1 or auto: every GPU there is
+    else:
+        processes = max(1, len(wanted or []))
+    _check_one_process(
+        trainer_args,
+        processes,
+        "the app measures val_error, hp_metric and the best epoch in one process (under DDP "
+        "each process would validate on its own shard)",
+        "sweep with more trials side by side instead",
+    )
+
+
+def _check_one_process(
+    trainer_args: dict[str, Any], processes: int, because: str, instead: str
+) -> None:
     strategy = str(trainer_args.get("strategy", "auto")).lower()
     nodes = trainer_args.get("num_nodes", 1)
     spawns = any(word in strategy for word in ("spawn", "fork", "notebook"))
     if processes > 1 or nodes != 1 or spawns:
+        devices = trainer_args.get("devices", "auto")
         raise ValueError(
             f"trainer.devices={devices!r}, trainer.strategy={strategy}, trainer.num_nodes={nodes}: "
             f"Lightning would train in {processes * (nodes if isinstance(nodes, int) else 1)} "
-            "process(es) or spawn one, but a trial is one Ray worker process: DDP relaunches "
-            "the script (a Ray worker's, not the app's), and spawned processes cannot report to "
-            "the trial. Allowed in a trial: one device in one process (trainer.devices=1, "
-            "trainer.num_nodes=1, a strategy that spawns nothing); run more trials side by side "
-            f"instead (hydra.sweeper.n_jobs, {share})."
+            f"process(es) or spawn one, but {because}. Allowed: one device in one process "
+            f"(trainer.devices=1, trainer.num_nodes=1, a strategy that spawns nothing); {instead}."
         )
 
 
