@@ -12,7 +12,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import SweepConfigError
-from .settings import DEFAULT_RESOURCES, SweepSettings, _ray_init, _resource, check_trial_resources
+from .settings import (
+    DEFAULT_RESOURCES,
+    SweepSettings,
+    check_trial_resources,
+    ray_init_arguments,
+    trial_resource,
+)
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -59,7 +65,7 @@ def _plain(node: Any) -> dict[str, Any]:
 
 
 def _take_ray_init(settings: SweepSettings, init: Mapping[str, Any]) -> None:
-    given = _ray_init(init, "hydra.launcher.ray.init")
+    given = ray_init_arguments(init, "hydra.launcher.ray.init")
     taken = {key: value for key, value in given.items() if key not in settings.ray_init}
     if taken:
         settings.ray_init = {**settings.ray_init, **taken}
@@ -73,7 +79,7 @@ def _take_remote(settings: SweepSettings, remote: Mapping[str, Any]) -> None:
         value = remote.get(option)
         if value is None or getattr(settings, attribute) != DEFAULT_RESOURCES[resource]:
             continue  # the sweeper's own resources_per_trial wins
-        setattr(settings, attribute, _resource(value, option, where))
+        setattr(settings, attribute, trial_resource(value, option, where))
         log.info(
             "Each trial holds %s=%s, from %s%s (hydra/launcher=ray).",
             resource, value, where, option,

@@ -67,9 +67,9 @@ class SweepSettings:
             legacy_search_space=_legacy_search_space(plain),
             custom_search_space=plain.get("custom_search_space"),
             metric=_metric(plain.get("metric"), len(directions)),
-            cpu_per_trial=_resource(resources.get("cpu", DEFAULT_RESOURCES["cpu"]), "cpu"),
-            gpu_per_trial=_resource(resources.get("gpu", DEFAULT_RESOURCES["gpu"]), "gpu"),
-            ray_init=_ray_init(plain.get("ray") or {}),
+            cpu_per_trial=trial_resource(resources.get("cpu", DEFAULT_RESOURCES["cpu"]), "cpu"),
+            gpu_per_trial=trial_resource(resources.get("gpu", DEFAULT_RESOURCES["gpu"]), "gpu"),
+            ray_init=ray_init_arguments(plain.get("ray") or {}),
             reuse_actors=bool(plain.get("reuse_actors", True)),
             scheduler=dict(plain.get("scheduler") or {}),
             tune_logs=_tune_logs(plain.get("tune_logs", list(TUNE_LOGS[:2]))),
@@ -209,7 +209,11 @@ def check_trial_resources(settings: SweepSettings, given: str) -> None:
         )
 
 
-def _resource(value: Any, key: str, where: str = "hydra.sweeper.resources_per_trial.") -> float:
+def trial_resource(
+    value: Any, key: str, where: str = "hydra.sweeper.resources_per_trial."
+) -> float:
+    """How much of a resource a trial holds, checked as Ray schedules it (``where``: the key's
+    prefix in errors)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise SweepConfigError(
             f"{where}{key}={value!r}: allowed: a number >= 0 (fractions share a device, e.g. 0.25)."
@@ -223,7 +227,10 @@ def _resource(value: Any, key: str, where: str = "hydra.sweeper.resources_per_tr
     return float(value)
 
 
-def _ray_init(kwargs: Mapping[str, Any], where: str = "hydra.sweeper.ray") -> dict[str, Any]:
+def ray_init_arguments(
+    kwargs: Mapping[str, Any], where: str = "hydra.sweeper.ray"
+) -> dict[str, Any]:
+    """``kwargs`` that ``ray.init`` takes, without the null ones (``where``: the key in errors)."""
     import ray
 
     allowed = set(inspect.signature(ray.init).parameters) - {"kwargs"} | _hidden_ray_init_options()
