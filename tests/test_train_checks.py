@@ -508,15 +508,7 @@ def test_a_trial_trains_in_its_own_process_only(
 ) -> None:
     """DDP would relaunch the Ray worker's script and wait for ranks that never start."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    if processes is None:
-        check_devices_fit_the_trial(trainer)
-        return
-    with pytest.raises(
-        ValueError,
-        match=rf"Lightning would train in {processes} process\(es\) or spawn one, but a trial is "
-        r"one Ray worker process.*Allowed: one device in one process",
-    ):
-        check_devices_fit_the_trial(trainer)
+    _one_process(check_devices_fit_the_trial, trainer, processes, "a trial is one Ray worker")
 
 
 @pytest.mark.parametrize(
@@ -533,15 +525,20 @@ def test_the_app_trains_in_one_process_outside_a_trial_too(
     trainer: dict[str, Any], processes: int | None
 ) -> None:
     """Its val_error, hp_metric and best epoch are not gathered across DDP processes."""
+    _one_process(check_one_process, trainer, processes, "the app measures val_error")
+
+
+def _one_process(check: Any, trainer: dict[str, Any], processes: int | None, why: str) -> None:
+    """``check`` passes ``trainer`` (``processes`` None) or refuses it, naming the count."""
     if processes is None:
-        check_one_process(trainer)
+        check(trainer)
         return
     with pytest.raises(
         ValueError,
-        match=rf"would train in {processes} process\(es\) or spawn one, but the app measures "
-        r"val_error.*in one process",
+        match=rf"Lightning would train in {processes} process\(es\) or spawn one, but {why}.*"
+        r"Allowed: one device in one process",
     ):
-        check_one_process(trainer)
+        check(trainer)
 
 
 @pytest.mark.parametrize(
