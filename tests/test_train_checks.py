@@ -119,6 +119,15 @@ def test_a_split_fraction_is_checked_before_the_data_loads(tmp_path: Path) -> No
             r"trainer.max_steps=5 ends training before the first validation \(in step 17: 17 "
             r"training batches per epoch.*Allowed: trainer.max_steps >= 17",
         ),
+        (  # digits: 17 training batches a epoch, 34 in 2 epochs; Lightning finds out at the end
+            [
+                "trainer.max_epochs=2",
+                "+trainer.check_val_every_n_epoch=null",
+                "+trainer.val_check_interval=40",
+            ],
+            r"trainer.val_check_interval=40 with trainer.check_val_every_n_epoch=null: .* training "
+            r"has 34 \(17 per epoch, trainer.max_epochs=2\).*Allowed: trainer.val_check_interval <= 34",
+        ),
         (  # Lightning would find out only after training, when it starts testing
             ["trainer.limit_test_batches=0.1"],
             r"trainer.limit_test_batches=0.1 of the 6 test batch\(es\) is no batch. Allowed: a "

@@ -22,6 +22,7 @@ from .checks import (
     check_sweep_direction,
     check_validation_before_max_steps,
     check_validation_runs,
+    check_validation_within_epochs,
     in_sweep,
     limited_batches,
     monitored,
@@ -195,6 +196,7 @@ def train(cfg: DictConfig) -> float | list[float]:
     check_batch_limits(trainer_args, batches)
     train_batches = limited_batches(batches["train"], trainer_args.get("limit_train_batches"))
     check_validation_before_max_steps(trainer_args, train_batches, names)
+    check_validation_within_epochs(trainer_args, train_batches, names)
     warn_of_unvalidated_training(trainer_args, train_batches)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     module = ClassifierModule(model, cfg.optimizer, cfg.scheduler, hyperparameters(cfg))

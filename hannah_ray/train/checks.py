@@ -238,6 +238,27 @@ def limited_batches(count: int, limit: Any) -> int:
     return min(count, int(limit))
 
 
+def check_validation_within_epochs(
+    trainer_args: dict[str, Any], train_batches: int, names: list[str]
+) -> None:
+    """With ``check_val_every_n_epoch=null``, a whole-number ``val_check_interval`` counts training
+    batches across epochs: it must come within all of them (Lightning notices only after)."""
+    every = trainer_args.get("check_val_every_n_epoch", 1)
+    interval = trainer_args.get("val_check_interval")
+    epochs = trainer_args.get("max_epochs")
+    counts = all(isinstance(v, int) and not isinstance(v, bool) for v in (interval, epochs))
+    if every is not None or not counts or interval < 1 or epochs < 1:
+        return
+    if interval > train_batches * epochs:
+        raise ValueError(
+            f"trainer.val_check_interval={interval} with trainer.check_val_every_n_epoch=null: "
+            f"validation after every {interval} training batches, but training has "
+            f"{train_batches * epochs} ({train_batches} per epoch, trainer.max_epochs={epochs}), "
+            f"so monitor={names} is never measured. Allowed: trainer.val_check_interval <= "
+            f"{train_batches * epochs}, or more epochs."
+        )
+
+
 def check_validation_before_max_steps(
     trainer_args: dict[str, Any], train_batches: int, names: list[str]
 ) -> None:
