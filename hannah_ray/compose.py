@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
@@ -32,7 +33,15 @@ _VALUE_TYPES = (OverrideType.CHANGE, OverrideType.ADD, OverrideType.FORCE_ADD)
 class SweepConfigComposer:
     """``compose(overrides)`` returns what ``load_sweep_config(master, overrides)`` would."""
 
-    def __init__(self, loader: ConfigLoader, master: DictConfig, max_cached: int = 8) -> None:
+    def __init__(
+        self,
+        loader: ConfigLoader,
+        master: DictConfig,
+        max_cached: int = 8,
+        bases: Mapping[tuple[str, ...], DictConfig] | None = None,
+    ) -> None:
+        """``bases``: compositions another composer of the same sweep made (``bases()``), e.g.
+        the driver's, so that a trial worker starts without composing them again."""
         self._loader = loader
         self._master = master
         # As Hydra reads them: unresolved (an override may hold ${...} for the job to resolve).
@@ -42,7 +51,7 @@ class SweepConfigComposer:
         self._hydra_overrides = self._parser.parse_overrides(
             [str(line) for line in hydra_overrides or []]
         )
-        self._bases: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict()
+        self._bases: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict(bases or {})
         self._max_cached = max_cached
         self._groups: dict[str, bool] = {}
         self._group_exists = self._groups_as_hydra_sees_them(loader, master)
@@ -65,6 +74,10 @@ class SweepConfigComposer:
             return repository.group_exists
         except Exception:  # a Hydra whose internals moved: compose every trial with Hydra
             return None
+
+    def bases(self) -> dict[tuple[str, ...], DictConfig]:
+        """The compositions cached so far, keyed by their structural overrides (read-only use)."""
+        return dict(self._bases)
 
     def compose(self, overrides: list[str]) -> DictConfig:
         split = self._split(overrides) if self._usable else None

@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ class SweepPlan:
     n_to_run: int
     sweep_dir: str
     stored_best: float | None = None
+    # The trial configs composed while checking them, by structural overrides (compose.py).
+    composed: dict[tuple[str, ...], DictConfig] = field(default_factory=dict)
 
 
 class RayOptunaSweep:
@@ -157,7 +159,7 @@ class RayOptunaSweep:
             arguments, settings.params, self.hydra_context.config_loader, legacy=legacy
         )
         custom = _load_custom_search_space(settings.custom_search_space)
-        custom_keys = self._check_trial_config(space, custom)
+        custom_keys, composed = self._check_trial_config(space, custom)
         storage_url = resolve_storage_url(settings.storage, self.config.hydra.runtime.cwd)
         storage_label = mask_url(storage_url)
         study_name = settings.study_name or str(self.config.hydra.job.name)
@@ -209,7 +211,7 @@ class RayOptunaSweep:
             stored_best = best_value(values, settings.directions[0])
         return SweepPlan(
             space, custom, storage, storage_label, study_name, sampler, scheduler, n_to_run,
-            sweep_dir, stored_best,
+            sweep_dir, stored_best, composed,
         )  # fmt: skip
 
     def _run_trials(
@@ -241,6 +243,7 @@ class RayOptunaSweep:
             metric=self.settings.metric,
             trial_timeout_s=self.settings.trial_timeout_s,
             storage_secrets=storage_secrets(self.config),
+            composed=plan.composed,
         )
         resources = {"cpu": self.settings.cpu_per_trial, "gpu": self.settings.gpu_per_trial}
         handle = PayloadHandle(ray.put(payload))
@@ -314,11 +317,14 @@ class RayOptunaSweep:
             return
         raise SweepConfigError(message)
 
-    def _check_trial_config(self, space: SearchSpace, custom_search_space: Any) -> set[str] | None:
+    def _check_trial_config(
+        self, space: SearchSpace, custom_search_space: Any
+    ) -> tuple[set[str] | None, dict[tuple[str, ...], DictConfig]]:
         """Compose trial configs now, so a bad key or choice fails before any trial runs: one with
         every parameter at its first choice or low bound, then each other choice and each high
         bound in turn; each with what ``custom_search_space`` adds to it on a throwaway trial.
-        Returns the keys ``custom_search_space`` added (None: there is no such function)."""
+        Returns the keys ``custom_search_space`` added (None: there is no such function) and the
+        compositions, for the trials to start from."""
         base = {
             key: dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
             for key, dist in space.distributions.items()
@@ -336,7 +342,7 @@ class RayOptunaSweep:
                 raise SweepConfigError(
                     f"The trial config does not compose with the overrides {overrides}: {error}"
                 ) from error
-        return custom_keys
+        return custom_keys, composer.bases()
 
     def _try_custom_search_space(
         self, space: SearchSpace, custom_search_space: Any, sample: dict[str, Any]
@@ -422,8 +428,17 @@ def _plan_grid(
     return n_to_run
 
 
+# A Ray instance that ray.init starts prestarts idle workers for the first driver. Tune's trial
+# actors never get them (they leave once idle), so on a few cores they only slow the start-up down
+# (~1.7 CPU-s each, while the dashboard and the trials' own workers start). Set for the raylet
+# that ray.init may start; a user's own setting wins.
+_RAYLET_ENVIRONMENT = {"RAY_prestart_worker_first_driver": "0"}
+
+
 def _start_ray(ray_init: dict[str, Any]) -> None:
     """``ray.init`` with ``hydra.sweeper.ray``; Ray's refusals of those arguments name the key."""
+    added = {key: value for key, value in _RAYLET_ENVIRONMENT.items() if key not in os.environ}
+    os.environ.update(added)
     try:
         ray.init(**ray_init)
     except (ValueError, ConnectionError) as error:
@@ -438,6 +453,9 @@ def _start_ray(ray_init: dict[str, Any]) -> None:
             f"hydra.sweeper.ray: ray.init with {sorted(ray_init) or 'no arguments'} failed: "
             f"{error}{hint}"
         ) from error
+    finally:
+        for key in added:  # only the raylet needed it (it inherits the environment at start)
+            os.environ.pop(key, None)
 
 
 def _skip_garbage_collection_at_exit() -> None:

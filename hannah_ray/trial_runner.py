@@ -45,6 +45,9 @@ class TrialPayload:
     # The storage password's forms, found in the driver: a worker may lack what the URL needs to
     # resolve (``${oc.env:...}``: a cluster's workers have their raylet's environment).
     storage_secrets: list[str] = field(default_factory=list, repr=False)
+    # The trial configs' compositions the driver made while checking the search space: each
+    # worker starts from them instead of composing them again (~0.2 CPU-s a worker).
+    composed: dict[tuple[str, ...], DictConfig] = field(default_factory=dict, repr=False)
     # Set in the worker: composes each trial's config (see compose.py).
     composer: SweepConfigComposer | None = field(default=None, repr=False)
 
@@ -216,7 +219,9 @@ def planned_job_dir(config: Any, number: int, job_id: str) -> str | None:
 
 def _compose(payload: TrialPayload, overrides: list[str]) -> DictConfig:
     if payload.composer is None:  # once per payload and worker process
-        payload.composer = SweepConfigComposer(payload.hydra_context.config_loader, payload.config)
+        payload.composer = SweepConfigComposer(
+            payload.hydra_context.config_loader, payload.config, bases=payload.composed
+        )
     return payload.composer.compose(list(overrides))
 
 

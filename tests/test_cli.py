@@ -4,9 +4,11 @@ and a seeded sphere sweep whose results agree with the stored study."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -165,17 +167,22 @@ def test_bad_input_prints_one_clear_line_and_no_traceback(tmp_path: Path) -> Non
 def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
     tmp_path: Path,
 ) -> None:
+    """Also: the Ray instance starts no worker that no trial uses (Ray would prestart idle ones
+    for the first driver, which Tune's trial actors never take)."""
     # The sweep runs in a script, so that the script can look at Ray and the heap afterwards.
     script = tmp_path / "sweep_then_check.py"
     script.write_text(
-        "import atexit, gc, sys\n"
+        "import atexit, gc, os, sys\n"
         # Registered first, so it runs last at exit, after the sweep's own exit hook.
         "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
         "import runpy, ray\n"
         f"runpy.run_path({str(SPHERE)!r}, run_name='__main__')\n"
         "print('Ray initialised after the sweep:', ray.is_initialized())\n"
         "print('frozen before exit:', gc.get_freeze_count() > 0)\n"
+        "print('prestart setting left:', 'RAY_prestart_worker_first_driver' in os.environ)\n"
     )
+    # Ray's session folder holds unix sockets, whose paths must stay short.
+    ray_dir = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
     out = _run(
         [
             str(script),
@@ -187,6 +194,7 @@ def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
             "hydra.sweeper.ray.address=local",
             "hydra.sweeper.ray.num_cpus=1",
             "hydra.sweeper.ray.include_dashboard=false",
+            f"+hydra.sweeper.ray._temp_dir={ray_dir}",
             "hydra.sweep.dir=sweep",
         ],  # fmt: skip
         cwd=tmp_path,
@@ -195,6 +203,13 @@ def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
     assert "Ray initialised after the sweep: False" in out
     assert "frozen before exit: False" in out
     assert "frozen at exit: True" in out
+    assert "prestart setting left: False" in out
+    try:
+        raylet_log = ray_dir / "session_latest" / "logs" / "raylet.out"
+        # One trial worker, reused by the second trial; nothing else.
+        assert raylet_log.read_text().count("Started worker process") == 1
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def test_ray_init_arguments_ray_refuses_name_the_key(tmp_path: Path, ray_address: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,28 @@ def test_value_only_trials_reuse_one_composition(loader_and_master, monkeypatch)
         assert composer.compose([f"+x={value}", "db=beta"]).x == value
     composer.compose(["+x=0.4", "db=gamma"])
     assert calls == [["db=beta"], ["db=gamma"]]
+
+
+def test_a_worker_starts_from_the_drivers_compositions(loader_and_master, monkeypatch) -> None:
+    """The driver's compositions travel to the workers pickled (in the payload); a composer given
+    them composes what Hydra composes without composing those again."""
+    loader, master = loader_and_master
+    driver = SweepConfigComposer(loader, master)
+    for overrides in TRIALS:
+        driver.compose(overrides)
+    shipped = pickle.loads(pickle.dumps(driver.bases()))
+    calls: list[list[str]] = []
+    compose_with_hydra = loader.load_sweep_config
+
+    def counted(config: DictConfig, overrides: list[str]) -> DictConfig:
+        calls.append(overrides)
+        return compose_with_hydra(config, overrides)
+
+    monkeypatch.setattr(loader, "load_sweep_config", counted)
+    worker = SweepConfigComposer(loader, master, bases=shipped)
+    for overrides in (["+x=0.3", "db=beta"], ["db=gamma", "+x=0.9"], ["+x=0.1", "db=alpha"]):
+        _same(worker.compose(overrides), compose_with_hydra(master, overrides))
+    assert calls == []
 
 
 def test_a_bad_override_fails_as_hydra_fails(loader_and_master) -> None:
