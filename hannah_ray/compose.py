@@ -53,6 +53,8 @@ class SweepConfigComposer:
         )
         self._bases: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict(bases or {})
         self._max_cached = max_cached
+        while len(self._bases) > max_cached:
+            self._bases.popitem(last=False)
         self._groups: dict[str, bool] = {}
         self._group_exists = self._groups_as_hydra_sees_them(loader, master)
         self._usable = self._group_exists is not None

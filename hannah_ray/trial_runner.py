@@ -222,6 +222,7 @@ def _compose(payload: TrialPayload, overrides: list[str]) -> DictConfig:
         payload.composer = SweepConfigComposer(
             payload.hydra_context.config_loader, payload.config, bases=payload.composed
         )
+        payload.composed = {}  # the composer holds (and evicts) them now
     return payload.composer.compose(list(overrides))
 
 

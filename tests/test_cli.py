@@ -165,7 +165,7 @@ def test_bad_input_prints_one_clear_line_and_no_traceback(tmp_path: Path) -> Non
 
 
 def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Also: the Ray instance starts no worker that no trial uses (Ray would prestart idle ones
     for the first driver, which Tune's trial actors never take)."""
@@ -181,8 +181,19 @@ def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
         "print('frozen before exit:', gc.get_freeze_count() > 0)\n"
         "print('prestart setting left:', 'RAY_prestart_worker_first_driver' in os.environ)\n"
     )
+    monkeypatch.delenv("RAY_prestart_worker_first_driver", raising=False)
     # Ray's session folder holds unix sockets, whose paths must stay short.
     ray_dir = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
+    try:
+        _sweep_in_a_script_that_checks_after(script, tmp_path, ray_dir)
+        raylet_log = ray_dir / "session_latest" / "logs" / "raylet.out"
+        # One trial worker, reused by the second trial; nothing else.
+        assert raylet_log.read_text().count("Started worker process") == 1
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def _sweep_in_a_script_that_checks_after(script: Path, tmp_path: Path, ray_dir: Path) -> None:
     out = _run(
         [
             str(script),
@@ -204,12 +215,6 @@ def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
     assert "frozen before exit: False" in out
     assert "frozen at exit: True" in out
     assert "prestart setting left: False" in out
-    try:
-        raylet_log = ray_dir / "session_latest" / "logs" / "raylet.out"
-        # One trial worker, reused by the second trial; nothing else.
-        assert raylet_log.read_text().count("Started worker process") == 1
-    finally:
-        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def test_ray_init_arguments_ray_refuses_name_the_key(tmp_path: Path, ray_address: str) -> None:

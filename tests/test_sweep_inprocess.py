@@ -396,6 +396,23 @@ def test_every_choice_and_bound_is_composed_before_any_trial(
     assert not sweep_dir.exists() or _numbered_job_dirs(sweep_dir) == []
 
 
+def test_trial_workers_start_from_the_compositions_checked_before_the_sweep(run_sweep) -> None:
+    """The driver composes each choice before any trial; one trial's worker then holds them all
+    (it composed none of them itself: it ran only one choice)."""
+    run = run_sweep(
+        tasks.compositions_probe,
+        [
+            "db=choice(alpha, beta, gamma)",
+            "hydra.sweeper.n_trials=1",
+            "hydra.sweeper.metric=objective",
+        ],
+        config_path="apps/conf",
+        config_name="config",
+    )
+    [job] = run.returns
+    assert job.return_value["choices"] == ["db=alpha", "db=beta", "db=gamma"]
+
+
 def test_a_custom_search_space_that_depends_on_a_choice_is_checked_per_choice(run_sweep) -> None:
     # beta has no port: the check before any trial runs the function for beta too.
     run = run_sweep(

@@ -71,6 +71,15 @@ def config_group_score(cfg: DictConfig) -> float:
     return {"alpha": 3.0, "beta": 1.0, "gamma": 2.0}[cfg.db.name]
 
 
+def compositions_probe(cfg: DictConfig) -> dict[str, Any]:
+    """Which config-group choices this worker's trial composer holds compositions of."""
+    from hannah_ray.trial_runner import _prepared
+
+    [payload] = _prepared.values()
+    choices = sorted(" ".join(structure) for structure in payload.composer.bases())
+    return {"objective": config_group_score(cfg), "choices": choices}
+
+
 def dies_once_then_works(cfg: DictConfig) -> float:
     """Kills its own worker process (as the OOM killer would) on the first attempt of a job."""
     marker = os.path.join(cfg.marker_dir, f"attempted-{HydraConfig.get().job.num}")
