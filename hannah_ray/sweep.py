@@ -124,14 +124,23 @@ class RayOptunaSweep:
         heartbeat = Heartbeat(
             plan.storage, self.settings.heartbeat_interval_s, searcher.open_trial_ids
         )
+        told_to_exit = False
         try:
             if plan.n_to_run > 0:
                 with heartbeat:
                     self._run_trials(searcher, ledger, plan)
+        except SystemExit:  # SIGTERM: Ray's handler exits; the exit code stays the signal's
+            told_to_exit = True
+            raise
         finally:
             searcher.fail_open_trials()
             summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
             log.info("%s. Results: %s", describe_results(summary), plan.sweep_dir)
+            if told_to_exit:
+                log.error(
+                    "%s (the process was told to exit, e.g. SIGTERM).",
+                    self._stopped_message(ledger, plan),
+                )
         if ledger.failure_rate_exceeded() and ledger.first_error is not None:
             log.error(
                 "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
@@ -139,17 +148,20 @@ class RayOptunaSweep:
             )  # fmt: skip
             raise ledger.first_error
         if ledger.stopped_early:
-            where = (
-                f"are stored in {plan.storage_label}; rerun the same command to continue"
-                if self.settings.storage is not None
-                else f"are listed in {plan.sweep_dir} (the study was in memory, so a rerun starts "
-                "afresh; set hydra.sweeper.storage to make sweeps resumable)"
-            )
-            raise SweepInterrupted(
-                f"The sweep stopped after {ledger.finished} of {plan.n_to_run} trials. "
-                f"Finished trials {where}."
-            )
+            raise SweepInterrupted(f"{self._stopped_message(ledger, plan)}.")
         return [ledger.job_returns]
+
+    def _stopped_message(self, ledger: SweepLedger, plan: SweepPlan) -> str:
+        where = (
+            f"are stored in {plan.storage_label}; rerun the same command to continue"
+            if self.settings.storage is not None
+            else f"are listed in {plan.sweep_dir} (the study was in memory, so a rerun starts "
+            "afresh; set hydra.sweeper.storage to make sweeps resumable)"
+        )
+        return (
+            f"The sweep stopped after {ledger.finished} of {plan.n_to_run} trials. "
+            f"Finished trials {where}"
+        )
 
     def _plan(self, arguments: list[str]) -> SweepPlan:
         """Everything checked before any trial: search space, trial config, storage, study, sampler."""

@@ -105,9 +105,11 @@ def test_sphere_sweep_from_the_command_line(tmp_path: Path, ray_address: str) ->
     assert results["best_params"]["y"] == 0
 
 
-def test_ctrl_c_stops_the_sweep_keeps_finished_trials_and_exits_non_zero(
-    tmp_path: Path, ray_address: str
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_the_sweep_keeps_finished_trials_and_exits_non_zero(
+    tmp_path: Path, ray_address: str, signal_name: str
 ) -> None:
+    """Ctrl-C, or SIGTERM as a cluster's job scheduler sends it."""
     import signal
     import time
 
@@ -132,7 +134,7 @@ def test_ctrl_c_stops_the_sweep_keeps_finished_trials_and_exits_non_zero(
         if "Trial 1 COMPLETE" in line or "Trial 0 COMPLETE" in line or time.time() > deadline:
             break
     time.sleep(2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, signal_name))
     rest, _ = process.communicate(timeout=120)
     text = "".join(output) + rest
     assert process.returncode != 0, text
