@@ -129,7 +129,7 @@ class RayOptunaSweep:
             if plan.n_to_run > 0:
                 with heartbeat:
                     self._run_trials(searcher, ledger, plan)
-        except SystemExit:  # SIGTERM: Ray's handler exits; the exit code stays the signal's
+        except SystemExit:  # SIGTERM: Ray's handler calls sys.exit
             told_to_exit = True
             raise
         finally:
@@ -137,10 +137,7 @@ class RayOptunaSweep:
             summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
             log.info("%s. Results: %s", describe_results(summary), plan.sweep_dir)
             if told_to_exit:
-                log.error(
-                    "%s (the process was told to exit, e.g. SIGTERM).",
-                    self._stopped_message(ledger, plan),
-                )
+                log.error("Told to exit (e.g. SIGTERM). %s.", self._stopped_message(ledger, plan))
         if ledger.failure_rate_exceeded() and ledger.first_error is not None:
             log.error(
                 "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
