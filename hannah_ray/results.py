@@ -10,6 +10,8 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from .queued import queued_params
+
 RESULTS_FILE = "optimization_results.yaml"
 TRIALS_FILE = "trials.csv"
 # The study's user attributes the sweeper writes itself (the task's extra returns are the rest).
@@ -88,7 +90,8 @@ def write_trials_table(
     trials: list[optuna.trial.FrozenTrial], n_objectives: int, path: str
 ) -> None:
     """One row per trial: number, job folder, state, values, duration, params, user attributes."""
-    param_names = sorted({name for t in trials for name in t.params})
+    params = {t.number: _params(t) for t in trials}
+    param_names = sorted({name for t in trials for name in params[t.number]})
     attr_names = sorted({name for t in trials for name in t.user_attrs} - set(OWN_COLUMNS))
     value_names = ["value"] if n_objectives == 1 else [f"value_{i}" for i in range(n_objectives)]
     header = ["number", "job_dir", "state", *value_names, "duration_s", "datetime_start"]
@@ -103,7 +106,12 @@ def write_trials_table(
             writer.writerow(
                 [t.number, t.user_attrs.get("job_dir"), t.state.name, *values, duration]
                 + [t.datetime_start.isoformat() if t.datetime_start else None]
-                + [t.params.get(p) for p in param_names]
+                + [params[t.number].get(p) for p in param_names]
                 + [t.user_attrs.get(a) for a in attr_names]
                 + [t.user_attrs.get("fail_reason")]
             )
+
+
+def _params(trial: optuna.trial.FrozenTrial) -> dict:
+    """A trial's parameters; a queued (WAITING) trial's are the ones it was queued with."""
+    return queued_params(trial) if trial.state == TrialState.WAITING else trial.params

@@ -49,13 +49,25 @@ class _Attempt:
     job_dir: str | None = None  # from the run's reports
     stale_steps: set[int] = field(default_factory=set)  # stored by earlier runs
     sampled_at: float = field(default_factory=time.time)  # wall clock, for folder times
+    on_worker: bool = False  # its task has started on a worker
 
     def retry(self) -> _Attempt:
         return _Attempt(
             time.monotonic(),
             stale_steps=self.stale_steps | set(self.steps),
             sampled_at=self.sampled_at,
+            on_worker=True,
         )
+
+
+@dataclass
+class _Untold:
+    """A finished trial whose end the study does not have yet (the storage failed, or the sweep
+    was told to exit while storing it): told again until it takes."""
+
+    ot_trial: optuna.Trial
+    outcome: JobOutcome
+    user_attrs: dict[str, Any]
 
 
 class HydraOptunaSearch(OptunaSearch):
@@ -102,6 +114,7 @@ class HydraOptunaSearch(OptunaSearch):
         self._ledger = ledger
         self._single_objective = not multi
         self._attempts: dict[str, _Attempt] = {}
+        self._untold: dict[str, _Untold] = {}
         self._trial_timeout_s = trial_timeout_s
         self._heartbeat_interval_s = heartbeat_interval_s
 
@@ -131,7 +144,7 @@ class HydraOptunaSearch(OptunaSearch):
                     )
                 if self._custom_search_space is not None:
                     self._custom_search_space(self._sweep_config, ot_trial)
-            except Exception as error:  # the sweep stops; the trial must not stay RUNNING
+            except BaseException as error:  # the sweep stops (SIGTERM too): not left RUNNING
                 self._store_sampling_failure(ot_trial._trial_id, error)  # noqa: SLF001
                 raise
             self._ot_trials[trial_id] = ot_trial
@@ -174,7 +187,7 @@ class HydraOptunaSearch(OptunaSearch):
         params = trial.system_attrs.get("fixed_params")
         return (params, dict(trial.user_attrs)) if params else None
 
-    def _store_sampling_failure(self, trial_id: int, error: Exception) -> None:
+    def _store_sampling_failure(self, trial_id: int, error: BaseException) -> None:
         """Store a trial whose sampling failed as FAIL, with the reason."""
         storage = self._ot_study._storage  # noqa: SLF001
         reason = f"Sampling failed: {error!r}"
@@ -253,8 +266,10 @@ class HydraOptunaSearch(OptunaSearch):
             self._store(trial_id, pruned_outcome(result))
             return
         outcome = outcome_from_result(result, error)
-        elapsed = time.monotonic() - self._attempts[trial_id].started_s
-        if error and self._trial_timeout_s and elapsed >= self._trial_timeout_s:
+        attempt = self._attempts[trial_id]
+        elapsed = time.monotonic() - attempt.started_s
+        timed_out = self._trial_timeout_s and elapsed >= self._trial_timeout_s
+        if error and attempt.on_worker and timed_out:
             outcome.fail_reason = (
                 f"Exceeded hydra.sweeper.trial_timeout_s={self._trial_timeout_s:g} "
                 f"(ran {elapsed:.0f} s): its worker was stopped."
@@ -274,16 +289,18 @@ class HydraOptunaSearch(OptunaSearch):
 
     def open_trial_ids(self) -> list[int]:
         """Storage ids of this sweep's trials that are not stored as finished yet."""
-        return [t._trial_id for t in list(self._ot_trials.values())]  # noqa: SLF001
+        open_trials = [*self._ot_trials.values(), *(u.ot_trial for u in self._untold.values())]
+        return list({t._trial_id for t in open_trials})  # noqa: SLF001
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
-        """Tell the study how the trial ended, with its user attributes."""
+        """Tell the study how the trial ended, with its user attributes. Where the storage
+        fails, the trial stays open (the heartbeat keeps it from being taken for an orphan) and
+        is told again when the next trial ends, and at the sweep's end."""
+        self._tell_untold()
         attempt = self._attempts[trial_id]
+        ot_trial = self._ot_trials[trial_id]
         if attempt.held is not None:  # only a single-objective trial holds one
             self._report_step(trial_id, *attempt.held)
-        self._completed_trials.add(trial_id)
-        del self._attempts[trial_id]
-        ot_trial = self._ot_trials.pop(trial_id)
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
         outcome.job_dir = (
@@ -293,8 +310,30 @@ class HydraOptunaSearch(OptunaSearch):
         )
         # Optuna cannot delete a step: the attributes say which ones a dead run of the trial left.
         stale = sorted(attempt.stale_steps - set(attempt.steps))
-        what = f"Storing trial {ot_trial.number}"
-        for key, value in trial_user_attrs(outcome, trial_id, stale).items():
+        # From here on the outcome is kept until the study has it; an interruption while it is
+        # stored (SIGTERM) leaves it for fail_open_trials to tell, not to store as "stopped".
+        self._untold[trial_id] = _Untold(
+            ot_trial, outcome, trial_user_attrs(outcome, trial_id, stale)
+        )
+        self._tell_untold(trial_id)
+        self._ledger.record(ot_trial.number, outcome, stopped=stopped)
+
+    def _tell_untold(self, only: str | None = None) -> None:
+        """Tell the study the ends it does not have yet (``only``: that trial's)."""
+        for trial_id in [only] if only is not None else list(self._untold):
+            untold = self._untold.get(trial_id)
+            if untold is None:
+                continue
+            self._completed_trials.add(trial_id)  # held by _untold alone from here on
+            self._ot_trials.pop(trial_id, None)
+            self._attempts.pop(trial_id, None)
+            if self._told(untold):
+                del self._untold[trial_id]
+
+    def _told(self, untold: _Untold) -> bool:
+        """Store the trial's user attributes and end; True once the study has its end."""
+        ot_trial, what = untold.ot_trial, f"Storing trial {untold.ot_trial.number}"
+        for key, value in untold.user_attrs.items():
             try:  # one the storage refuses (too long for a MySQL TEXT...) costs no other
                 retry_when_locked(lambda k=key, v=value: ot_trial.set_user_attr(k, v), what)
             except Exception as attr_error:  # the state matters more: tell it anyway
@@ -302,10 +341,10 @@ class HydraOptunaSearch(OptunaSearch):
                     "Trial %d: user attribute %r not stored: %s", ot_trial.number, key, attr_error
                 )
         try:
-            retry_when_locked(lambda: self._tell(ot_trial, outcome), what)
+            retry_when_locked(lambda: self._tell(ot_trial, untold.outcome), what)
         except Exception as tell_error:  # never lose the sweep over one bad tell
-            self._check_stored(ot_trial, tell_error)
-        self._ledger.record(ot_trial.number, outcome, stopped=stopped)
+            return self._check_stored(ot_trial, tell_error)
+        return True
 
     def _tell(self, ot_trial: optuna.Trial, outcome: JobOutcome) -> None:
         if outcome.complete:
@@ -328,18 +367,42 @@ class HydraOptunaSearch(OptunaSearch):
         return job_dir if _last_written(job_dir) >= since - JOB_DIR_CLOCK_SLACK_S else None
 
     def fail_open_trials(self) -> None:
-        """Store trials Tune never completed (it skips them when the run is interrupted or
-        stopped) as FAIL, so that none is left RUNNING in the study."""
+        """Tell the study the ends it does not have yet, and store trials Tune never completed
+        (it skips them when the run is interrupted or stopped) as FAIL, so that none is left
+        RUNNING in the study (unless the storage keeps failing: those are logged)."""
+        self._tell_untold()
         for trial_id in list(self._ot_trials):
             self._store(trial_id, outcome_from_result(None, False), stopped=True)
+        for untold in self._untold.values():
+            log.error(
+                "Trial %d ended %s, but the study could not store it: it stays RUNNING there "
+                "until a rerun takes it for an orphan.",
+                untold.ot_trial.number,
+                "COMPLETE" if untold.outcome.complete else "PRUNED" if untold.outcome.pruned
+                else "FAIL",
+            )  # fmt: skip
 
-    def _check_stored(self, ot_trial: optuna.Trial, tell_error: Exception) -> None:
-        """Optuna stores the state before sampler hooks run; GridSampler's hook calls
-        ``Study.stop``, which raises outside ``optimize`` once the grid is done. That is no loss."""
-        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
+    def _check_stored(self, ot_trial: optuna.Trial, tell_error: Exception) -> bool:
+        """Whether the study has the trial's end although telling it failed. Optuna stores the
+        state before sampler hooks run; GridSampler's hook calls ``Study.stop``, which raises
+        outside ``optimize`` once the grid is done. That is no loss."""
+        try:
+            stored = self._ot_study._storage.get_trial(ot_trial._trial_id)  # noqa: SLF001
+        except Exception as read_error:  # the storage is down: tell it again later
+            log.error(
+                "Could not store trial %d (%s), nor read it back (%s): trying again when the "
+                "next trial ends.",
+                ot_trial.number, tell_error, read_error,
+            )  # fmt: skip
+            return False
         if not stored.state.is_finished():
-            log.error("Could not store trial %d: %s", ot_trial.number, tell_error)
-        elif str(stored.user_attrs.get("fail_reason") or "").startswith("Orphaned"):
+            log.error(
+                "Could not store trial %d: %s; trying again when the next trial ends.",
+                ot_trial.number,
+                tell_error,
+            )
+            return False
+        if str(stored.user_attrs.get("fail_reason") or "").startswith("Orphaned"):
             log.error(
                 "Trial %d finished, but another sweep took it for an orphan and stored it FAIL "
                 "(hydra.sweeper.orphan_grace_s too short for this storage?): %s",
@@ -348,6 +411,7 @@ class HydraOptunaSearch(OptunaSearch):
             )
         else:
             log.debug("Trial %d stored; sampler hook said: %s", ot_trial.number, tell_error)
+        return True
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as output:

@@ -249,3 +249,111 @@ def test_a_queued_point_whose_trial_meets_a_lock_inside_ask_is_asked_for_again()
     trials = searcher.study.trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING]  # none left RUNNING
     assert trials[1].user_attrs == {"requeued_from_trial": 3}
+
+
+class _FlakyStorage(optuna.storages.InMemoryStorage):
+    """Stands in for a database server that goes away for a while (a PostgreSQL restart): every
+    call that would reach the server fails while ``down`` is set. (A real server cannot be taken
+    down and up again within a unit test here.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.exit_on_tell = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StorageInternalError("server closed the connection unexpectedly")
+
+    def set_trial_state_values(self, trial_id, state, values=None):  # noqa: ANN001, ANN201
+        if self.exit_on_tell and state.is_finished():
+            self.exit_on_tell = False
+            raise SystemExit(15)  # SIGTERM lands while the trial's end is being stored
+        self._check()
+        return super().set_trial_state_values(trial_id, state, values)
+
+    def set_trial_user_attr(self, trial_id, key, value):  # noqa: ANN001, ANN201
+        self._check()
+        return super().set_trial_user_attr(trial_id, key, value)
+
+    def get_trial(self, trial_id):  # noqa: ANN001, ANN201
+        self._check()
+        return super().get_trial(trial_id)
+
+
+def test_a_trial_that_ends_while_the_storage_is_down_is_stored_once_it_is_back() -> None:
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    _started(searcher, "t2")
+    storage.down = True
+    searcher.on_trial_result("t1", _final(0.25))  # no error reaches Tune: the sweep goes on
+    storage.down = False
+    assert searcher.study.trials[0].state == TrialState.RUNNING
+    # Still open: the heartbeat keeps stamping it, so no other sweep takes it for an orphan.
+    assert searcher.study.trials[0]._trial_id in searcher.open_trial_ids()
+    searcher.on_trial_result("t2", _final(0.5))  # the next trial's end tells it again
+    first, second = searcher.study.trials
+    assert (first.state, first.value) == (TrialState.COMPLETE, 0.25)
+    assert first.user_attrs["ray_trial_id"] == "t1"  # its attributes came with it
+    assert (second.state, second.value) == (TrialState.COMPLETE, 0.5)
+    assert searcher.open_trial_ids() == []
+
+
+def test_a_trial_whose_end_is_not_stored_by_the_sweeps_end_is_told_then() -> None:
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    storage.down = True
+    searcher.on_trial_result("t1", _final(0.25))
+    storage.down = False
+    searcher.fail_open_trials()
+    (trial,) = searcher.study.trials
+    assert (trial.state, trial.value) == (TrialState.COMPLETE, 0.25)
+
+
+def test_sigterm_while_storing_a_trials_end_keeps_its_outcome() -> None:
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    _started(searcher, "t2")
+    storage.exit_on_tell = True
+    with pytest.raises(SystemExit):
+        searcher.on_trial_result("t1", _final(0.25))
+    searcher.fail_open_trials()  # the sweep's clean-up after the exit
+    first, second = searcher.study.trials
+    assert (first.state, first.value) == (TrialState.COMPLETE, 0.25)  # not "stopped"
+    assert second.state == TrialState.FAIL
+    assert "Stopped before the task finished" in second.user_attrs["fail_reason"]
+
+
+def test_sigterm_while_sampling_leaves_no_trial_running() -> None:
+    def told_to_exit(cfg: object, trial: optuna.Trial) -> None:
+        raise SystemExit(15)
+
+    searcher = _searcher()
+    searcher._custom_search_space = told_to_exit  # noqa: SLF001
+    with pytest.raises(SystemExit):
+        searcher.suggest("t1")
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.FAIL
+    assert "Sampling failed" in trial.user_attrs["fail_reason"]
+
+
+def test_a_trial_that_fails_before_it_starts_is_no_timeout() -> None:
+    """It waited for resources longer than trial_timeout_s; its worker then failed to start."""
+    searcher = HydraOptunaSearch(
+        search_space=SearchSpace({"x": FloatDistribution(0, 1)}),
+        directions=["minimize"],
+        study_name="study",
+        storage=optuna.storages.InMemoryStorage(),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        ledger=SweepLedger(0.5, 4, ["minimize"]),
+        trial_timeout_s=0.01,
+    )
+    searcher.suggest("t1")
+    time.sleep(0.05)
+    searcher.on_trial_complete("t1", error=True)
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.FAIL
+    assert "trial_timeout_s" not in trial.user_attrs.get("fail_reason", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 from pathlib import Path
 
@@ -442,6 +443,12 @@ def test_queued_trials_are_counted_in_the_results(tmp_path: Path) -> None:
     write_results(study, str(tmp_path), "memory")
     counts = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())["n_trials"]
     assert counts == {"complete": 1, "pruned": 0, "fail": 0, "running": 0, "waiting": 1}
+    with open(tmp_path / "trials.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert [(row["state"], row["params.x"]) for row in rows] == [
+        ("COMPLETE", "1"),
+        ("WAITING", "2"),
+    ]
 
 
 def test_the_console_summary_says_when_no_trial_completed() -> None:
