@@ -289,7 +289,9 @@ class HydraOptunaSearch(OptunaSearch):
 
     def open_trial_ids(self) -> list[int]:
         """Storage ids of this sweep's trials that are not stored as finished yet."""
-        open_trials = [*self._ot_trials.values(), *(u.ot_trial for u in self._untold.values())]
+        # Called from the heartbeat thread: copy each dict in one step (atomic under the GIL).
+        running, untold = list(self._ot_trials.values()), list(self._untold.values())
+        open_trials = [*running, *(u.ot_trial for u in untold)]
         return list({t._trial_id for t in open_trials})  # noqa: SLF001
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
