@@ -12,8 +12,9 @@ class InvalidReturnError(ValueError):
     """A task returned something that is not an objective value."""
 
 
-class SweepInterrupted(RuntimeError):
-    """The sweep ended before its trials were done (e.g. Ctrl-C); finished trials are stored."""
+class SweepInterrupted(CompactHydraException, RuntimeError):
+    """The sweep ended before its trials were done (e.g. Ctrl-C); finished trials are stored.
+    Hydra prints its message alone, without a traceback."""
 
 
 class TrialStopped(RuntimeError):

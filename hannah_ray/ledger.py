@@ -107,7 +107,7 @@ class SweepLedger:
         self.job_returns.append(_job_return(outcome))
         if stopped:
             self.stopped += 1
-            log.warning("Trial %d STOPPED: %s", number, outcome.fail_reason)
+            log.warning("Trial %d FAIL (stopped): %s", number, outcome.fail_reason)
         elif outcome.pruned:
             self.pruned += 1
             log.info(

@@ -140,8 +140,9 @@ class RayOptunaSweep:
                 log.error("Told to exit (e.g. SIGTERM). %s.", self._stopped_message(ledger, plan))
         if ledger.failure_rate_exceeded() and ledger.first_error is not None:
             log.error(
-                "%d of %d trials failed (hydra.sweeper.max_failure_rate=%s): stopping the sweep.",
-                ledger.failed, ledger.finished, self.settings.max_failure_rate,
+                "%d trial(s) failed, more than hydra.sweeper.max_failure_rate=%s of the %d this "
+                "run plans: stopping the sweep.",
+                ledger.failed, self.settings.max_failure_rate, plan.n_to_run,
             )  # fmt: skip
             raise ledger.first_error
         if ledger.stopped_early:
@@ -279,7 +280,12 @@ class RayOptunaSweep:
         )
         # Tune's result table reads the per-trial logger files we switched off; the study has it all.
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-        tuner.fit()
+        tune_logger = logging.getLogger("ray.tune.tune")
+        tune_logger.addFilter(_drop_tune_restore_hint)
+        try:
+            tuner.fit()
+        finally:
+            tune_logger.removeFilter(_drop_tune_restore_hint)
 
     def _concurrency(self) -> int | None:
         """``n_jobs``, or as many trials as the cluster's nodes hold at once; without a limit
@@ -480,6 +486,12 @@ def _started_ray_here() -> bool:
     cluster (``address``, ``RAY_ADDRESS``, ``ray job submit``), which may grow."""
     node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001
     return node is not None and getattr(node, "ray_init_cluster", False) is True
+
+
+def _drop_tune_restore_hint(record: logging.LogRecord) -> bool:
+    """Leave out Tune's "Resume experiment with: Tuner.restore(...)" after Ctrl-C: a sweep
+    continues by running the same command again (the study holds its state), as the sweep says."""
+    return "Tuner.restore(" not in record.getMessage()
 
 
 def _trial_name(trial: Any) -> str:

@@ -139,6 +139,8 @@ def test_ctrl_c_or_sigterm_stops_the_sweep_keeps_finished_trials_and_exits_non_z
     text = "".join(output) + rest
     assert process.returncode != 0, text
     assert "rerun the same command to continue" in text
+    # One message, no traceback; not Tune's own resume hint (Tuner.restore), which does not apply.
+    assert "Traceback" not in text and "Tuner.restore" not in text, text
     study = optuna.load_study(study_name="slow", storage=f"sqlite:///{tmp_path}/study.db")
     states = [t.state.name for t in study.trials]
     assert "COMPLETE" in states and len(study.trials) < 50

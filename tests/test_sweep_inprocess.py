@@ -181,8 +181,9 @@ def test_a_task_error_that_cannot_be_unpickled_keeps_its_type_and_message(run_sw
 
 
 def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(
-    run_sweep, tmp_path: Path
+    run_sweep, tmp_path: Path, caplog
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="hannah_ray")
     with pytest.raises(ValueError, match="x must not be negative"):
         run_sweep(
             tasks.fails_when_negative,
@@ -202,6 +203,7 @@ def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(
     counts = yaml.safe_load(results_file.read_text())["n_trials"]
     assert counts["fail"] >= 1
     assert counts["complete"] + counts["fail"] < 8  # stopped before the grid was done
+    assert "more than hydra.sweeper.max_failure_rate=0.0 of the 8 this run plans" in caplog.text
 
 
 def test_trials_run_asynchronously_without_a_batch_barrier(run_sweep) -> None:

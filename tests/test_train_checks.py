@@ -21,6 +21,7 @@ from hannah_ray.train.app import train, trainer_extras, warn_of_overrides_1cycle
 from hannah_ray.train.checks import (
     check_devices_fit_the_trial,
     check_one_process,
+    check_sweep_direction,
     check_validation_before_max_steps,
     check_validation_runs,
     monitored,
@@ -596,3 +597,38 @@ def test_training_after_the_last_validation_gets_a_warning(
     with caplog.at_level(logging.WARNING, logger="hannah_ray.train"):
         warn_of_unvalidated_training(trainer, 17)
     assert (warning in caplog.text) if warning else caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("monitor", "direction", "message"),
+    [
+        (["val_accuracy"], "minimize", "Set hydra.sweeper.direction=maximize."),
+        (
+            ["val_error", "val_accuracy"],
+            "[minimize,minimize]",
+            "Set hydra.sweeper.direction=[minimize,maximize].",
+        ),
+        (["val_error"], "minimize", None),
+    ],
+)
+def test_a_sweep_direction_that_seeks_the_worst_model_is_refused(
+    monitor: list[str], direction: str, message: str | None
+) -> None:
+    """The fix the message offers is one the command line takes as written."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    overrides = ["hydra/sweeper=ray_optuna", f"hydra.sweeper.direction={direction}"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides, return_hydra_config=True)
+    cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig.instance().set_config(cfg)
+    try:
+        if message is None:
+            check_sweep_direction(monitor)
+        else:
+            with pytest.raises(ValueError, match=re.escape(message)):
+                check_sweep_direction(monitor)
+    finally:
+        HydraConfig.instance().cfg = None

@@ -99,9 +99,15 @@ def check_sweep_direction(names: list[str]) -> None:
         )
     if given != wanted:
         raise ValueError(
-            f"monitor={names} is best at {wanted}, but hydra.sweeper.direction={given}: the sweep "
-            f"would look for the worst model. Set hydra.sweeper.direction={wanted}."
+            f"monitor={_one_or_all(names)} is best at {_one_or_all(wanted)}, but "
+            f"hydra.sweeper.direction={_one_or_all(given)}: the sweep would look for the worst "
+            f"model. Set hydra.sweeper.direction={_one_or_all(wanted)}."
         )
+
+
+def _one_or_all(items: list[str]) -> str:
+    """``x`` for one item, ``[x,y]`` (as Hydra's command line takes it) for several."""
+    return items[0] if len(items) == 1 else f"[{','.join(items)}]"
 
 
 def check_devices_fit_the_trial(trainer_args: dict[str, Any]) -> None:
