@@ -354,8 +354,18 @@ class RayOptunaSweep:
             try:
                 composer.compose(overrides)
             except Exception as error:
+                added = sorted(set(sample) - set(space.distributions))
+                hint = (
+                    f" ({added} came from hydra.sweeper.custom_search_space="
+                    f"{self.settings.custom_search_space}: a key the config lacks is named with "
+                    f"a leading + there too, e.g. trial.suggest_float('+{added[0].lstrip('+~')}', "
+                    "...))"
+                    if added
+                    else ""
+                )
                 raise SweepConfigError(
-                    f"The trial config does not compose with the overrides {overrides}: {error}"
+                    f"The trial config does not compose with the overrides {overrides}: "
+                    f"{error}{hint}"
                 ) from error
         return custom_keys, composer.bases()
 
