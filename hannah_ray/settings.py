@@ -33,7 +33,7 @@ class SweepSettings:
     max_failure_rate: float
     max_retries: int
     params: dict[str, Any]
-    # The stock sweeper's deprecated search_space, where params is null (see legacy_search_space).
+    # The stock sweeper's deprecated search_space, where params is empty (see legacy_search_space).
     legacy_search_space: dict[str, Any] | None
     custom_search_space: str | None
     metric: str | list[str] | None
@@ -110,7 +110,7 @@ def _legacy_search_space(plain: Mapping[str, Any]) -> dict[str, Any] | None:
             f"hydra.sweeper.search_space={legacy!r}: allowed: null or a mapping of keys to "
             "{type, low, high, log, step, choices} (deprecated: use hydra.sweeper.params)."
         )
-    if plain.get("params") is not None:
+    if plain.get("params"):
         log.warning(
             "Both hydra.sweeper.params and hydra.sweeper.search_space are set: params defines "
             "the search space, search_space is ignored (as by Hydra's Optuna sweeper)."

@@ -400,6 +400,17 @@ def test_every_choice_and_bound_is_composed_before_any_trial(
     assert not sweep_dir.exists() or _numbered_job_dirs(sweep_dir) == []
 
 
+def test_the_command_line_adds_to_params(run_sweep) -> None:
+    """``params`` defaults to empty, so a quoted ``+hydra.sweeper.params.KEY`` adds a key."""
+    run = run_sweep(
+        tasks.config_group_score,
+        ['+hydra.sweeper.params.db="choice(alpha, beta)"', "hydra/sweeper/sampler=grid"],
+        config_path="apps/conf",
+        config_name="config",
+    )
+    assert sorted(row["params.db"] for row in run.trials_table()) == ["alpha", "beta"]
+
+
 def test_trial_workers_start_from_the_compositions_checked_before_the_sweep(run_sweep) -> None:
     """The driver composes each choice before any trial; one trial's worker then holds them all
     (it composed none of them itself: it ran only one choice)."""

@@ -185,10 +185,11 @@ class RayOptunaSweeperConf:
     heartbeat_interval_s: float = 10.0
     orphan_grace_s: float = 120.0
     requeue_orphans: bool = True
-    # Search space in config (the command line wins on the same key).
-    params: dict[str, Any] | None = None
+    # Search space in config (the command line wins on the same key). Empty, not null, so that
+    # the command line can add to it: '+hydra.sweeper.params.x="interval(0, 1)"'.
+    params: dict[str, Any] | None = field(default_factory=dict)
     # Deprecated (as in Hydra's Optuna sweeper): {key: {type: int|float|categorical, low, high,
-    # log, step, choices}}, read only where params is null. Use params.
+    # log, step, choices}}, read only where params is empty. Use params.
     search_space: dict[str, Any] | None = None
     # Dotted path to fn(cfg, optuna_trial) that suggests more parameters.
     custom_search_space: str | None = None
