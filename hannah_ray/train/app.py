@@ -220,7 +220,10 @@ def train(cfg: DictConfig) -> float | list[float]:
         log.info("Trained on %s", trainer.strategy.root_device)
         values = best.values(trainer.callback_metrics, trainer_args)
         log.info("Validation: %s", dict(zip(names, values, strict=True)))
-        log.info("Best epochs: %s", best.best_epoch)
+        log.info(
+            "Best epochs (counted from 1, as the reports; checkpoint names count from 0): %s",
+            best.best_epoch,
+        )
         if tests:
             # Like hannah: test the best checkpoint, not the last epoch's weights.
             best_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
