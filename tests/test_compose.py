@@ -60,9 +60,8 @@ def test_every_trial_config_matches_hydras_own(loader_and_master) -> None:
             _same(composer.compose(overrides), loader.load_sweep_config(master, overrides))
 
 
-def test_value_only_trials_reuse_one_composition(loader_and_master, monkeypatch) -> None:
-    loader, master = loader_and_master
-    composer = SweepConfigComposer(loader, master)
+def _hydra_compositions(loader: object, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The overrides of each composition Hydra makes from now on (recorded, still made)."""
     calls: list[list[str]] = []
     compose_with_hydra = loader.load_sweep_config
 
@@ -71,6 +70,13 @@ def test_value_only_trials_reuse_one_composition(loader_and_master, monkeypatch)
         return compose_with_hydra(config, overrides)
 
     monkeypatch.setattr(loader, "load_sweep_config", counted)
+    return calls
+
+
+def test_value_only_trials_reuse_one_composition(loader_and_master, monkeypatch) -> None:
+    loader, master = loader_and_master
+    composer = SweepConfigComposer(loader, master)
+    calls = _hydra_compositions(loader, monkeypatch)
     for value in (0.1, 0.2, 0.3):
         assert composer.compose([f"+x={value}", "db=beta"]).x == value
     composer.compose(["+x=0.4", "db=gamma"])
@@ -85,17 +91,14 @@ def test_a_worker_starts_from_the_drivers_compositions(loader_and_master, monkey
     for overrides in TRIALS:
         driver.compose(overrides)
     shipped = pickle.loads(pickle.dumps(driver.bases()))
-    calls: list[list[str]] = []
-    compose_with_hydra = loader.load_sweep_config
-
-    def counted(config: DictConfig, overrides: list[str]) -> DictConfig:
-        calls.append(overrides)
-        return compose_with_hydra(config, overrides)
-
-    monkeypatch.setattr(loader, "load_sweep_config", counted)
+    expected = {
+        tuple(o): loader.load_sweep_config(master, o)
+        for o in (["+x=0.3", "db=beta"], ["db=gamma", "+x=0.9"], ["+x=0.1", "db=alpha"])
+    }
+    calls = _hydra_compositions(loader, monkeypatch)
     worker = SweepConfigComposer(loader, master, bases=shipped)
-    for overrides in (["+x=0.3", "db=beta"], ["db=gamma", "+x=0.9"], ["+x=0.1", "db=alpha"]):
-        _same(worker.compose(overrides), compose_with_hydra(master, overrides))
+    for overrides, composed_by_hydra in expected.items():
+        _same(worker.compose(list(overrides)), composed_by_hydra)
     assert calls == []
 
 
