@@ -30,6 +30,7 @@ def _searcher(
     storage: optuna.storages.BaseStorage | None = None,
     sweep_dir: Path | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
+    trial_timeout_s: float | None = None,
 ) -> HydraOptunaSearch:
     sweep_config = None
     if sweep_dir is not None:  # Hydra's default job folders: <sweep dir>/<job number>
@@ -44,6 +45,7 @@ def _searcher(
         sampler=sampler or optuna.samplers.RandomSampler(seed=0),
         ledger=SweepLedger(0.5, 4, ["minimize"]),
         sweep_config=sweep_config,
+        trial_timeout_s=trial_timeout_s,
     )
 
 
@@ -342,15 +344,7 @@ def test_sigterm_while_sampling_leaves_no_trial_running() -> None:
 
 def test_a_trial_that_fails_before_it_starts_is_no_timeout() -> None:
     """It waited for resources longer than trial_timeout_s; its worker then failed to start."""
-    searcher = HydraOptunaSearch(
-        search_space=SearchSpace({"x": FloatDistribution(0, 1)}),
-        directions=["minimize"],
-        study_name="study",
-        storage=optuna.storages.InMemoryStorage(),
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        ledger=SweepLedger(0.5, 4, ["minimize"]),
-        trial_timeout_s=0.01,
-    )
+    searcher = _searcher(trial_timeout_s=0.01)
     searcher.suggest("t1")
     time.sleep(0.05)
     searcher.on_trial_complete("t1", error=True)
