@@ -48,6 +48,7 @@ from .storage import (
 )
 from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
+from .worker_start import runtime_env_with_turns
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -232,7 +233,7 @@ class RayOptunaSweep:
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         started_ray = not ray.is_initialized()
         if started_ray:
-            _start_ray(self.settings.ray_init)
+            _start_ray(self.settings.ray_init, getattr(self.task_function, "__module__", None))
         try:
             self._tune(searcher, ledger, plan)
         finally:
@@ -460,12 +461,14 @@ def _plan_grid(
 _RAYLET_ENVIRONMENT = {"RAY_prestart_worker_first_driver": "0"}
 
 
-def _start_ray(ray_init: dict[str, Any]) -> None:
-    """``ray.init`` with ``hydra.sweeper.ray``; Ray's refusals of those arguments name the key."""
+def _start_ray(ray_init: dict[str, Any], task_module: str | None = None) -> None:
+    """``ray.init`` with ``hydra.sweeper.ray``, the trial workers taking turns to import (see
+    ``worker_start``); Ray's refusals of those arguments name the key."""
     added = {key: value for key, value in _RAYLET_ENVIRONMENT.items() if key not in os.environ}
     os.environ.update(added)
+    runtime_env = runtime_env_with_turns(ray_init.get("runtime_env"), task_module)
     try:
-        ray.init(**ray_init)
+        ray.init(**{**ray_init, "runtime_env": runtime_env})
     except (ValueError, ConnectionError) as error:
         hint = ""
         if "existing cluster" in str(error):

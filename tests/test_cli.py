@@ -20,8 +20,9 @@ SPHERE = REPO / "examples" / "sphere" / "sphere.py"
 
 
 def _run(args: list[str], cwd: Path, python: str = sys.executable, **env: str) -> str:
-    environment = {**os.environ, "HYDRA_FULL_ERROR": "1", **env}
+    environment = {**os.environ, "HYDRA_FULL_ERROR": "1"}
     environment.pop("PYTHONPATH", None)
+    environment.update(env)
     done = subprocess.run(
         [python, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
     )
@@ -239,3 +240,50 @@ def test_ray_init_arguments_ray_refuses_name_the_key(tmp_path: Path, ray_address
     assert "'num_cpus'] failed: When connecting to an existing cluster, num_cpus" in done.stderr
     assert "hydra.sweeper.ray.address=local" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_trial_workers_import_in_turns_before_their_first_trial(tmp_path: Path) -> None:
+    """A sweep that starts Ray has its trial workers import Ray Tune, the runner and the task's
+    module (here one importable by name) in the node's import turns."""
+    (tmp_path / "turn_probe_task.py").write_text(
+        "from hydra.core.hydra_config import HydraConfig\n"
+        "from hannah_ray import worker_start\n"
+        "def task(cfg):\n"
+        "    folder = HydraConfig.get().runtime.output_dir\n"
+        "    with open(f'{folder}/imported.txt', 'w') as out:\n"
+        "        out.write(','.join(worker_start.imported_in_turn))\n"
+        "    return float(cfg.x) ** 2\n"
+    )
+    (tmp_path / "config.yaml").write_text("x: 0\n")
+    (tmp_path / "turn_probe.py").write_text(
+        "import os, hydra\n"
+        "from turn_probe_task import task\n"
+        "here = os.path.dirname(os.path.abspath(__file__))\n"
+        "hydra.main(version_base='1.3', config_path=here, config_name='config')(task)()\n"
+    )
+    ray_dir = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
+    try:
+        _run(
+            [
+                "turn_probe.py",
+                "-m",
+                "x=interval(-1, 1)",
+                "hydra/sweeper=ray_optuna",
+                "hydra.sweeper.n_trials=1",
+                "hydra.sweeper.ray.address=local",
+                "hydra.sweeper.ray.num_cpus=1",
+                "hydra.sweeper.ray.include_dashboard=false",
+                f"+hydra.sweeper.ray._temp_dir={ray_dir}",
+                "hydra.sweep.dir=sweep",
+            ],  # fmt: skip
+            cwd=tmp_path,
+            # Where the workers find the task's module before the job's own paths reach them.
+            PYTHONPATH=str(tmp_path),
+        )
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    assert (tmp_path / "sweep" / "0" / "imported.txt").read_text().split(",") == [
+        "ray.tune.trainable.function_trainable",
+        "hannah_ray.trial_runner",
+        "turn_probe_task",
+    ]
