@@ -41,6 +41,7 @@ class SweepSettings:
     gpu_per_trial: float
     ray_init: dict[str, Any]
     reuse_actors: bool
+    import_turns: bool
     scheduler: dict[str, Any]
     tune_logs: tuple[str, ...]
     trial_timeout_s: float | None
@@ -71,6 +72,7 @@ class SweepSettings:
             gpu_per_trial=trial_resource(resources.get("gpu", DEFAULT_RESOURCES["gpu"]), "gpu"),
             ray_init=ray_init_arguments(plain.get("ray") or {}),
             reuse_actors=bool(plain.get("reuse_actors", True)),
+            import_turns=bool(plain.get("import_turns", True)),
             scheduler=dict(plain.get("scheduler") or {}),
             tune_logs=_tune_logs(plain.get("tune_logs", list(TUNE_LOGS[:2]))),
             trial_timeout_s=None
@@ -92,7 +94,7 @@ class SweepSettings:
         unknown = set(plain) - {
             "sampler", "direction", "storage", "study_name", "n_trials", "add_trials", "n_jobs",
             "max_failure_rate", "max_retries", "params", "search_space", "custom_search_space", "metric", "resources_per_trial",
-            "ray", "reuse_actors", "scheduler", "tune_logs", "trial_timeout_s", "heartbeat_interval_s",
+            "ray", "reuse_actors", "import_turns", "scheduler", "tune_logs", "trial_timeout_s", "heartbeat_interval_s",
             "orphan_grace_s", "requeue_orphans", "_recursive_",
         }  # fmt: skip
         if unknown:

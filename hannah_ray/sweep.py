@@ -48,7 +48,7 @@ from .storage import (
 )
 from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
-from .worker_start import runtime_env_with_turns
+from .worker_start import SETUP_HOOK, runtime_env_with_turns
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -233,7 +233,7 @@ class RayOptunaSweep:
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         started_ray = not ray.is_initialized()
         if started_ray:
-            _start_ray(self.settings.ray_init, getattr(self.task_function, "__module__", None))
+            _start_ray(self.settings.ray_init, import_turns=self.settings.import_turns)
         try:
             self._tune(searcher, ledger, plan)
         finally:
@@ -461,21 +461,30 @@ def _plan_grid(
 _RAYLET_ENVIRONMENT = {"RAY_prestart_worker_first_driver": "0"}
 
 
-def _start_ray(ray_init: dict[str, Any], task_module: str | None = None) -> None:
-    """``ray.init`` with ``hydra.sweeper.ray``, the trial workers taking turns to import (see
-    ``worker_start``); Ray's refusals of those arguments name the key."""
+def _start_ray(ray_init: dict[str, Any], import_turns: bool = True) -> None:
+    """``ray.init`` with ``hydra.sweeper.ray`` and, with ``import_turns``, the trial workers taking
+    turns to import (see ``worker_start``); Ray's refusals of those arguments name the key."""
     added = {key: value for key, value in _RAYLET_ENVIRONMENT.items() if key not in os.environ}
     os.environ.update(added)
-    runtime_env = runtime_env_with_turns(ray_init.get("runtime_env"), task_module)
+    arguments = dict(ray_init)
+    if import_turns:
+        runtime_env = runtime_env_with_turns(ray_init.get("runtime_env"), ray_init.get("address"))
+        if runtime_env is not None:
+            arguments["runtime_env"] = runtime_env
     try:
-        ray.init(**{**ray_init, "runtime_env": runtime_env})
-    except (ValueError, ConnectionError) as error:
+        ray.init(**arguments)
+    except (ValueError, ConnectionError, RuntimeError) as error:
         hint = ""
         if "existing cluster" in str(error):
             hint = (
                 " A Ray instance is already running (ray start, RAY_ADDRESS) and ray.init joins "
                 "it: leave out the arguments that only a new instance takes, or set "
                 "hydra.sweeper.ray.address=local to start a separate instance."
+            )
+        elif arguments.get("runtime_env") is not ray_init.get("runtime_env"):
+            hint = (
+                f" (hannah-ray added runtime_env.worker_process_setup_hook={SETUP_HOOK}; "
+                "hydra.sweeper.import_turns=false leaves it out)"
             )
         raise SweepConfigError(
             f"hydra.sweeper.ray: ray.init with {sorted(ray_init) or 'no arguments'} failed: "

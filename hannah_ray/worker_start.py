@@ -1,23 +1,26 @@
-"""Trial workers on one node import Ray Tune, the runner and the task a few at a time.
+"""Trial workers on one node import Ray Tune and the trial runner a few at a time.
 
 A sweep asks Ray for all its trial workers at once. Each must import Ray Tune (with pandas and Ray
-Data), Hydra, our trial runner and the task: seconds of CPU. When a node has fewer cores than
-workers, all of them share the cores and none is ready until nearly all are. Taking turns, as many
-at once as the node has cores, costs the same CPU but readies the first workers seconds sooner,
-and they run trials while the others still import (8 workers on 2 cores: the first trial starts
-after ~6 s instead of ~13 s). Ray's own start-up limit does not cover this: a worker counts as
-started once it registers, before it loads its actor.
+Data), Hydra and our trial runner before it can take a trial: 1.5-3 CPU-seconds. When a node has
+fewer cores than workers, all of them share the cores and none is ready until nearly all are.
+Taking turns, as many at once as the node has cores, costs the same CPU but readies the first
+workers sooner, and they run trials while the others still import (8 workers on 2 cores: the first
+trial starts ~4 s sooner). Ray's own start-up limit does not cover this: a worker counts as started
+once it registers, before it loads its actor.
 
-The turns are taken in a Ray ``worker_process_setup_hook``, which runs in each of the sweep's worker
-processes after it registers and before it runs anything.
+The turns are taken in a Ray ``worker_process_setup_hook``, which runs in each of the job's worker
+processes after it registers and before it runs anything. The task's own module is not imported
+there: Ray has not yet set the trial's GPUs (``CUDA_VISIBLE_DEVICES``) nor put the driver's folders
+on ``sys.path``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import logging
 import os
+import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -28,43 +31,49 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SETUP_HOOK = f"{__name__}.import_in_turn"
-MODULES_VARIABLE = "HANNAH_RAY_WORKER_IMPORTS"
 # What every trial worker imports before its first trial (the actor class lives in Ray Tune).
-_ALWAYS = ("ray.tune.trainable.function_trainable", "hannah_ray.trial_runner")
+MODULES = ("ray.tune.trainable.function_trainable", "hannah_ray.trial_runner")
+# Where Ray keeps a job's setup hook (a job submitted with `ray job submit` may bring its own).
+_RAY_HOOK_VARIABLE = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+_RAY_JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 # A worker whose turn never comes (another stuck in an import) imports without one after this.
 _MAX_WAIT_S = 60.0
 _POLL_S = 0.02
-# The modules this process imported in its turn (for the curious, and for tests).
+# Whether this process took a turn, and what it imported in it (for the curious, and for tests).
+took_turn = False
 imported_in_turn: list[str] = []
 
 
 def runtime_env_with_turns(
-    runtime_env: Mapping[str, Any] | None, task_module: str | None
-) -> dict[str, Any] | None:
-    """``runtime_env`` for ``ray.init`` with the turn-taking hook added, or unchanged where it
-    already names a ``worker_process_setup_hook`` (Ray takes one per job)."""
-    given = dict(runtime_env or {})
-    if given.get("worker_process_setup_hook"):
-        return given
-    modules = [*_ALWAYS]
-    if task_module and task_module != "__main__":  # a script's functions are shipped by value
-        modules.append(task_module)
-    env_vars = {**(given.get("env_vars") or {}), MODULES_VARIABLE: ",".join(modules)}
-    return {**given, "worker_process_setup_hook": SETUP_HOOK, "env_vars": env_vars}
+    runtime_env: Mapping[str, Any] | None, address: str | None
+) -> Mapping[str, Any] | None:
+    """``runtime_env`` for ``ray.init`` with the turn-taking hook added; unchanged where the job
+    already has a ``worker_process_setup_hook`` (Ray takes one per job), for a Ray Client address
+    (``ray://``: the client does not pass setup hooks on) and where file locks are not available."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    env_vars = dict((runtime_env or {}).get("env_vars") or {})
+    if (
+        os.name != "posix"
+        or (address is not None and "://" in address)
+        or (runtime_env or {}).get("worker_process_setup_hook")
+        or _RAY_HOOK_VARIABLE in env_vars
+        or "worker_process_setup_hook" in os.environ.get(_RAY_JOB_CONFIG_VARIABLE, "")
+    ):
+        return runtime_env
+    return {**(runtime_env or {}), "worker_process_setup_hook": SETUP_HOOK}
 
 
 def import_in_turn() -> None:
-    """Import the modules named in ``HANNAH_RAY_WORKER_IMPORTS`` while holding one of the node's
-    turns. Never fails the worker: a module that does not import here fails later, in its trial,
-    with the trial's context."""
-    modules = [name for name in os.environ.get(MODULES_VARIABLE, "").split(",") if name]
-    with _turn(_turn_dir(), _core_count()):
-        for name in modules:
-            try:
+    """Import ``MODULES`` while holding one of the node's turns. Never fails the worker (Ray would
+    end it): whatever does not work here happens again in the trial, with the trial's context."""
+    global took_turn
+    try:
+        with _turn(_turn_dir(), _core_count()) as took_turn:
+            for name in MODULES:
                 importlib.import_module(name)
                 imported_in_turn.append(name)
-            except Exception as error:  # noqa: BLE001 - reported by the trial that imports it
-                log.debug("hannah-ray: %s does not import before the first trial: %s", name, error)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        log.debug("hannah-ray: importing before the first trial failed: %s", error)
 
 
 @contextmanager
@@ -74,8 +83,9 @@ def _turn(folder: Path, turns: int, max_wait_s: float = _MAX_WAIT_S) -> Iterator
     handles: list[int] = []
     held: int | None = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handles = [os.open(folder / str(i), os.O_CREAT | os.O_RDWR, 0o600) for i in range(turns)]
+        _own_folder(folder)
+        for i in range(turns):
+            handles.append(os.open(folder / str(i), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600))
         deadline = time.monotonic() + max_wait_s
         while held is None and time.monotonic() < deadline:
             held = next((fd for fd in handles if _try_lock(fd)), None)
@@ -90,7 +100,19 @@ def _turn(folder: Path, turns: int, max_wait_s: float = _MAX_WAIT_S) -> Iterator
             os.close(fd)  # closing the locked file releases its lock
 
 
+def _own_folder(folder: Path) -> None:
+    """Create ``folder`` (private to this user), or check that the existing one is this user's
+    own folder and not a link: another user must not hold our turns or redirect our files."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, folder.parent):
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise PermissionError(f"{path} is not a folder of this user")
+
+
 def _try_lock(fd: int) -> bool:
+    import fcntl  # POSIX only; runtime_env_with_turns adds the hook only there
+
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -99,8 +121,10 @@ def _try_lock(fd: int) -> bool:
 
 
 def _turn_dir() -> Path:
-    """One folder per user and node, shared by every sweep there: they share the cores too."""
-    return Path(tempfile.gettempdir()) / f"hannah-ray-{os.getuid()}" / "import-turns"
+    """One folder per user and node, shared by every sweep there: they share the cores too. The
+    host name keeps nodes apart where the temp folder is on a shared file system."""
+    user_dir = Path(tempfile.gettempdir()) / f"hannah-ray-{os.getuid()}"
+    return user_dir / f"import-turns-{socket.gethostname()}"
 
 
 def _core_count() -> int:

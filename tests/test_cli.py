@@ -242,24 +242,24 @@ def test_ray_init_arguments_ray_refuses_name_the_key(tmp_path: Path, ray_address
     assert "Traceback" not in done.stderr
 
 
-def test_trial_workers_import_in_turns_before_their_first_trial(tmp_path: Path) -> None:
-    """A sweep that starts Ray has its trial workers import Ray Tune, the runner and the task's
-    module (here one importable by name) in the node's import turns."""
-    (tmp_path / "turn_probe_task.py").write_text(
-        "from hydra.core.hydra_config import HydraConfig\n"
-        "from hannah_ray import worker_start\n"
-        "def task(cfg):\n"
-        "    folder = HydraConfig.get().runtime.output_dir\n"
-        "    with open(f'{folder}/imported.txt', 'w') as out:\n"
-        "        out.write(','.join(worker_start.imported_in_turn))\n"
-        "    return float(cfg.x) ** 2\n"
-    )
+@pytest.mark.parametrize("import_turns", [True, False])
+def test_trial_workers_import_in_turns_before_their_first_trial(
+    tmp_path: Path, import_turns: bool
+) -> None:
+    """A sweep that starts Ray has its trial workers import Ray Tune and the trial runner in the
+    node's import turns, unless told not to."""
     (tmp_path / "config.yaml").write_text("x: 0\n")
     (tmp_path / "turn_probe.py").write_text(
-        "import os, hydra\n"
-        "from turn_probe_task import task\n"
-        "here = os.path.dirname(os.path.abspath(__file__))\n"
-        "hydra.main(version_base='1.3', config_path=here, config_name='config')(task)()\n"
+        "import hydra\n"
+        "from hydra.core.hydra_config import HydraConfig\n"
+        "from hannah_ray import worker_start\n"
+        "@hydra.main(version_base='1.3', config_path='.', config_name='config')\n"
+        "def task(cfg):\n"
+        "    folder = HydraConfig.get().runtime.output_dir\n"
+        "    with open(f'{folder}/turn.txt', 'w') as out:\n"
+        "        out.write(f'{worker_start.took_turn} {worker_start.imported_in_turn}')\n"
+        "    return float(cfg.x) ** 2\n"
+        "task()\n"
     )
     ray_dir = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
     try:
@@ -275,15 +275,14 @@ def test_trial_workers_import_in_turns_before_their_first_trial(tmp_path: Path) 
                 "hydra.sweeper.ray.include_dashboard=false",
                 f"+hydra.sweeper.ray._temp_dir={ray_dir}",
                 "hydra.sweep.dir=sweep",
+                f"hydra.sweeper.import_turns={str(import_turns).lower()}",
             ],  # fmt: skip
             cwd=tmp_path,
-            # Where the workers find the task's module before the job's own paths reach them.
-            PYTHONPATH=str(tmp_path),
+            TMPDIR=str(tmp_path),  # the turns' folder (Ray's own is _temp_dir)
         )
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
-    assert (tmp_path / "sweep" / "0" / "imported.txt").read_text().split(",") == [
-        "ray.tune.trainable.function_trainable",
-        "hannah_ray.trial_runner",
-        "turn_probe_task",
-    ]
+    expected = "True ['ray.tune.trainable.function_trainable', 'hannah_ray.trial_runner']"
+    assert (tmp_path / "sweep" / "0" / "turn.txt").read_text() == (
+        expected if import_turns else "False []"
+    )

@@ -121,7 +121,7 @@ def test_grid_needs_discrete_parameters() -> None:
 def test_defaultsweep_settings() -> None:
     settings = sweep_settings()
     assert settings.directions == ["minimize"]
-    assert settings.n_jobs is None and settings.reuse_actors
+    assert settings.n_jobs is None and settings.reuse_actors and settings.import_turns
     assert settings.cpu_per_trial == 1.0 and settings.gpu_per_trial == 0.0
     assert settings.tune_logs == ("json", "csv")
     # Unset ray.init arguments are left to Ray (the dashboard starts by Ray's own default).

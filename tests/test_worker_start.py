@@ -11,46 +11,61 @@ from pathlib import Path
 import pytest
 
 from hannah_ray import worker_start
-from hannah_ray.worker_start import MODULES_VARIABLE, SETUP_HOOK, runtime_env_with_turns
+from hannah_ray.worker_start import SETUP_HOOK, runtime_env_with_turns
 
 
-def test_the_hook_joins_the_users_runtime_env() -> None:
+def test_the_hook_joins_the_users_runtime_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     given = {"env_vars": {"A": "1"}, "pip": ["x"]}
-    env = runtime_env_with_turns(given, "my_app.tasks")
-    assert env == {
-        "pip": ["x"],
-        "worker_process_setup_hook": SETUP_HOOK,
-        "env_vars": {
-            "A": "1",
-            MODULES_VARIABLE: "ray.tune.trainable.function_trainable,hannah_ray.trial_runner,"
-            "my_app.tasks",
-        },
-    }
+    env = runtime_env_with_turns(given, None)
+    assert env == {"env_vars": {"A": "1"}, "pip": ["x"], "worker_process_setup_hook": SETUP_HOOK}
     assert given == {"env_vars": {"A": "1"}, "pip": ["x"]}  # not changed in place
+    assert runtime_env_with_turns(None, "auto") == {"worker_process_setup_hook": SETUP_HOOK}
 
 
-def test_a_scripts_task_is_not_imported_by_name() -> None:
-    env = runtime_env_with_turns(None, "__main__")
-    assert env is not None
-    assert (
-        env["env_vars"][MODULES_VARIABLE]
-        == "ray.tune.trainable.function_trainable,hannah_ray.trial_runner"
-    )
+@pytest.mark.parametrize(
+    ("runtime_env", "address", "environment"),
+    [
+        # the user's own hook (Ray takes one per job)
+        ({"worker_process_setup_hook": "mine.setup"}, None, {}),
+        ({"env_vars": {"__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR": "mine.setup"}}, None, {}),
+        # a job submitted with its own hook (`ray job submit --runtime-env-json ...`)
+        (None, None, {"RAY_JOB_CONFIG_JSON_ENV_VAR": '{"runtime_env": {"worker_process_setup_hook": "m.f"}}'}),
+        # Ray Client, which does not pass setup hooks on
+        (None, "ray://head:10001", {}),
+        (None, None, {"RAY_ADDRESS": "ray://head:10001"}),
+    ],
+)  # fmt: skip
+def test_the_hook_is_left_out_where_ray_would_not_take_it(
+    runtime_env: dict | None,
+    address: str | None,
+    environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert runtime_env_with_turns(runtime_env, address) == runtime_env
 
 
-def test_a_users_own_setup_hook_is_left_alone() -> None:
-    given = {"worker_process_setup_hook": "mine.setup"}
-    assert runtime_env_with_turns(given, "my_app") == given
-
-
-def test_a_module_that_does_not_import_does_not_fail_the_worker(
+def test_a_failing_import_does_not_fail_the_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setenv(MODULES_VARIABLE, "no_such_module_for_hannah_ray,json")
+    monkeypatch.setattr(worker_start, "MODULES", ("json", "no_such_module_for_hannah_ray", "csv"))
     monkeypatch.setattr(worker_start, "imported_in_turn", [])
-    worker_start.import_in_turn()
+    worker_start.import_in_turn()  # Ray would end the worker if this raised
     assert worker_start.imported_in_turn == ["json"]
+    assert worker_start.took_turn
+
+
+def test_turns_are_not_taken_in_a_folder_of_another_user(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "turns").symlink_to(tmp_path / "elsewhere")
+    with worker_start._turn(tmp_path / "turns", 1) as took:
+        assert not took
+    assert not list((tmp_path / "elsewhere").iterdir())
 
 
 def test_a_worker_waits_while_the_turns_are_taken(tmp_path: Path) -> None:
@@ -64,25 +79,26 @@ def test_a_worker_waits_while_the_turns_are_taken(tmp_path: Path) -> None:
 
 
 def test_workers_on_a_one_core_node_import_one_after_another(tmp_path: Path) -> None:
-    """Two processes, each allowed one core, import a module that takes 0.5 s: the second
-    starts its import only after the first has finished."""
+    """Two processes, each allowed one core, import a module that takes 1 s: the second starts
+    its import only after the first has finished."""
     (tmp_path / "slow_import.py").write_text(
         "import os, time\n"
-        "start = time.time(); time.sleep(0.5)\n"
+        "start = time.time(); time.sleep(1.0)\n"
         "with open(os.environ['LOG'], 'a') as log:\n"
         "    log.write(f'{start} {time.time()}\\n')\n"
     )
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from hannah_ray.worker_start import import_in_turn, imported_in_turn\n"
-        "import_in_turn(); assert imported_in_turn == ['slow_import'], imported_in_turn\n"
+        "from hannah_ray import worker_start\n"
+        "worker_start.MODULES = ('slow_import',)\n"
+        "worker_start.import_in_turn()\n"
+        "assert worker_start.took_turn and worker_start.imported_in_turn == ['slow_import']\n"
     )
     env = {
         **os.environ,
         "PYTHONPATH": str(tmp_path),
         "TMPDIR": str(tmp_path),
         "LOG": str(tmp_path / "log"),
-        MODULES_VARIABLE: "slow_import",
     }
     workers = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(2)]
     assert [w.wait(timeout=60) for w in workers] == [0, 0]
