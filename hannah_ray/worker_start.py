@@ -50,17 +50,17 @@ def runtime_env_with_turns(
     """``runtime_env`` for ``ray.init`` with the turn-taking hook added; unchanged where the job
     already has a ``worker_process_setup_hook`` (Ray takes one per job), for a Ray Client address
     (``ray://``: the client does not pass setup hooks on) and where file locks are not available."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    env_vars = dict((runtime_env or {}).get("env_vars") or {})
+    given = runtime_env or {}
+    address = address or os.environ.get("RAY_ADDRESS") or ""
     if (
         os.name != "posix"
-        or (address is not None and "://" in address)
-        or (runtime_env or {}).get("worker_process_setup_hook")
-        or _RAY_HOOK_VARIABLE in env_vars
+        or "://" in address
+        or given.get("worker_process_setup_hook")
+        or _RAY_HOOK_VARIABLE in (given.get("env_vars") or {})
         or "worker_process_setup_hook" in os.environ.get(_RAY_JOB_CONFIG_VARIABLE, "")
     ):
         return runtime_env
-    return {**(runtime_env or {}), "worker_process_setup_hook": SETUP_HOOK}
+    return {**given, "worker_process_setup_hook": SETUP_HOOK}
 
 
 def import_in_turn() -> None:
