@@ -39,9 +39,15 @@ class SweepConfigComposer:
         master: DictConfig,
         max_cached: int = 8,
         bases: Mapping[tuple[str, ...], DictConfig] | None = None,
+        share_hydra: bool = False,
     ) -> None:
         """``bases``: compositions another composer of the same sweep made (``bases()``), e.g.
-        the driver's, so that a trial worker starts without composing them again."""
+        the driver's, so that a trial worker starts without composing them again.
+        ``share_hydra``: the configs composed from one base share one copy of its ``hydra`` node
+        (the largest part of a config), set anew by each ``compose``, instead of a copy each; for
+        one job at a time, as in a trial worker: a config holds only until the next ``compose``
+        (a callback or task thread that keeps ``HydraConfig.get()`` past its job sees the next
+        job's values; Hydra's ``JobReturn.hydra_cfg`` is a copy)."""
         self._loader = loader
         self._master = master
         # As Hydra reads them: unresolved (an override may hold ${...} for the job to resolve).
@@ -53,6 +59,8 @@ class SweepConfigComposer:
         )
         self._bases: OrderedDict[tuple[str, ...], DictConfig] = OrderedDict(bases or {})
         self._max_cached = max_cached
+        self._share_hydra = share_hydra
+        self._shared_hydra: dict[tuple[str, ...], DictConfig] = {}
         while len(self._bases) > max_cached:
             self._bases.popitem(last=False)
         self._groups: dict[str, bool] = {}
@@ -86,7 +94,7 @@ class SweepConfigComposer:
         if split is None:
             return self._loader.load_sweep_config(self._master, list(overrides))
         structural, values, parsed = split
-        config = copy.deepcopy(self._base(structural))
+        config = self._copy_of_base(tuple(structural))
         ConfigLoaderImpl._apply_overrides_to_config(values, config)  # noqa: SLF001
         self._record_overrides(config, parsed)
         OmegaConf.copy_cache(from_config=self._master, to_config=config)
@@ -133,14 +141,29 @@ class SweepConfigComposer:
             self._groups[key] = bool(self._group_exists(key))
         return self._groups[key]
 
-    def _base(self, structural: list[str]) -> DictConfig:
-        key = tuple(structural)
+    def _copy_of_base(self, key: tuple[str, ...]) -> DictConfig:
+        base = self._base(key)
+        if not self._share_hydra or "hydra" not in base:
+            return copy.deepcopy(base)
+        base_hydra = base._get_node("hydra")  # noqa: SLF001
+        hydra = self._shared_hydra.get(key)
+        if hydra is None:
+            hydra = self._shared_hydra[key] = copy.deepcopy(base_hydra)
+        else:  # the last job made it read-only (HydraConfig does): as in the base again
+            # (setting a flag also drops the flags its nodes cached under the last job's config)
+            hydra._set_flag("readonly", base_hydra._get_node_flag("readonly"))  # noqa: SLF001
+        config = copy.deepcopy(base, memo={id(base_hydra): hydra})
+        hydra._set_parent(config)  # noqa: SLF001
+        return config
+
+    def _base(self, key: tuple[str, ...]) -> DictConfig:
         if key in self._bases:
             self._bases.move_to_end(key)
         else:
-            self._bases[key] = self._loader.load_sweep_config(self._master, list(structural))
+            self._bases[key] = self._loader.load_sweep_config(self._master, list(key))
             if len(self._bases) > self._max_cached:
-                self._bases.popitem(last=False)
+                evicted, _ = self._bases.popitem(last=False)
+                self._shared_hydra.pop(evicted, None)
         return self._bases[key]
 
     @staticmethod

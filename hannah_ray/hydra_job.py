@@ -5,7 +5,9 @@ twice, the task config before it drops ``hydra``, the Hydra config for ``JobRetu
 of one core for a small app, half of what a short trial costs its worker. ``run_job_lean`` takes the
 same steps in the same order with the same results (output folder, ``.hydra/`` files, logging,
 ``env_set``, callbacks, working folder, ``HydraConfig``), but shares the (read-only) ``hydra`` node
-instead of copying it, and copies the task config without it. ``tests/test_hydra_job.py`` checks it
+instead of copying it, copies the task config without it, and writes the ``.hydra`` files with
+``job_yaml.YamlPieces`` (the same text, reusing what the last job wrote for unchanged parts).
+``tests/test_hydra_job.py`` checks it
 against ``run_job``. With a Hydra other than 1.3 (whose ``run_job`` may differ), ``run_job`` runs.
 """
 
@@ -32,7 +34,12 @@ from hydra.core.utils import (
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 
+from .job_yaml import YamlPieces
+
 LEAN_HYDRA_VERSION = "1.3."
+# The .hydra files' text, reusing what the last job wrote for unchanged parts (see job_yaml.py).
+_CONFIG_YAML = YamlPieces(depth=1)
+_HYDRA_YAML = YamlPieces(depth=2)
 
 
 def run_job_like_hydra(
@@ -95,8 +102,8 @@ def run_job_lean(
         configure_log(config.hydra.job_logging, config.hydra.verbose)
         if config.hydra.output_subdir is not None:
             hydra_output = Path(config.hydra.runtime.output_dir) / Path(config.hydra.output_subdir)
-            _save_config(task_cfg, "config.yaml", hydra_output)
-            _save_config(hydra_cfg, "hydra.yaml", hydra_output)
+            _CONFIG_YAML.save(task_cfg, "config.yaml", hydra_output)
+            _HYDRA_YAML.save(hydra_cfg, "hydra.yaml", hydra_output)
             _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_output)
         with env_override(hydra_cfg.hydra.job.env_set):
             callbacks.on_job_start(config=config, task_function=task_function)

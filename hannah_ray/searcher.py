@@ -209,8 +209,8 @@ class HydraOptunaSearch(OptunaSearch):
             return
         attempt.job_dir = result.get(JOB_DIR) or attempt.job_dir
         if result.get(FINAL):
-            # Store the job's outcome now, not one round trip later in on_trial_complete: the
-            # sweep may be interrupted, or the worker die, in between.
+            # The last report is marked done, so Tune hands it to on_trial_complete alone; should
+            # one come here first, store it now: the sweep may be interrupted before the other.
             self._store(trial_id, outcome_from_result(result, False))
             return
         if not self._single_objective or OBJECTIVE not in result:

@@ -80,6 +80,7 @@ def prepared_payload(handle: PayloadHandle) -> TrialPayload:
 def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     """Ray Tune function trainable."""
     from ray import tune
+    from ray.tune.result import DONE
 
     show_only_assigned_gpus()
     # Tune reuses this actor for the next trial only once a stopped trial's thread has ended, and
@@ -106,6 +107,9 @@ def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
         # on return and block): end the thread the way Ray's report does.
         raise SystemExit(0)
     result[EPOCH] = trial.last_epoch
+    # Marked done (Tune's function API): Tune ends the trial at this report and frees its worker
+    # for the next trial at once, instead of one more round trip to see the function return.
+    result[DONE] = True
     tune.report(result)
 
 
@@ -220,7 +224,10 @@ def planned_job_dir(config: Any, number: int, job_id: str) -> str | None:
 def _compose(payload: TrialPayload, overrides: list[str]) -> DictConfig:
     if payload.composer is None:  # once per payload and worker process
         payload.composer = SweepConfigComposer(
-            payload.hydra_context.config_loader, payload.config, bases=payload.composed
+            payload.hydra_context.config_loader,
+            payload.config,
+            bases=payload.composed,
+            share_hydra=True,  # one job at a time in this worker
         )
         payload.composed = {}  # the composer holds (and evicts) them now
     return payload.composer.compose(list(overrides))

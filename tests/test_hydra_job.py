@@ -72,28 +72,37 @@ CASES = {
 
 
 @pytest.fixture
-def compose(
-    hydra_restore_singletons: object, tmp_path: Path
-) -> Iterator[Callable[[list[str], list[str], int], tuple[HydraContext, DictConfig]]]:
+def loader(hydra_restore_singletons: object) -> Iterator[Any]:
     setup_globals()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
+        yield GlobalHydra.instance().config_loader()
 
-        def make(sweep: list[str], trial: list[str], num: int) -> tuple[HydraContext, DictConfig]:
-            master = loader.load_configuration(
-                "config", [*SWEEP_OVERRIDES, *sweep], RunMode.MULTIRUN
-            )
-            HydraConfig.instance().set_config(master)
-            from hydra._internal.callbacks import Callbacks
 
-            context = HydraContext(config_loader=loader, callbacks=Callbacks(master))
-            config = SweepConfigComposer(loader, master).compose(trial)
-            with open_dict(config):
-                config.hydra.job.num = num
-                config.hydra.job.id = f"id{num}"
-            return context, config
+def _sweep(loader: Any, sweep: list[str]) -> tuple[HydraContext, DictConfig]:
+    """The sweep's context and master config, as the sweeper has them."""
+    from hydra._internal.callbacks import Callbacks
 
-        yield make
+    master = loader.load_configuration("config", [*SWEEP_OVERRIDES, *sweep], RunMode.MULTIRUN)
+    HydraConfig.instance().set_config(master)
+    return HydraContext(config_loader=loader, callbacks=Callbacks(master)), master
+
+
+def _numbered(config: DictConfig, num: int) -> DictConfig:
+    with open_dict(config):
+        config.hydra.job.num = num
+        config.hydra.job.id = f"id{num}"
+    return config
+
+
+@pytest.fixture
+def compose(
+    loader: Any,
+) -> Callable[[list[str], list[str], int], tuple[HydraContext, DictConfig]]:
+    def make(sweep: list[str], trial: list[str], num: int) -> tuple[HydraContext, DictConfig]:
+        context, master = _sweep(loader, sweep)
+        return context, _numbered(SweepConfigComposer(loader, master).compose(trial), num)
+
+    return make
 
 
 def _files(folder: Path, root: Path) -> dict[str, str]:
@@ -109,6 +118,13 @@ def _files(folder: Path, root: Path) -> dict[str, str]:
 def _run(runner: Callable, compose: Callable, case: list[str], root: Path) -> dict[str, Any]:
     sweep_dir = root / "sweep"
     context, config = compose([f"hydra.sweep.dir={sweep_dir}", *case], TRIAL_OVERRIDES, 7)
+    return _job(runner, context, config, sweep_dir, root)
+
+
+def _job(
+    runner: Callable, context: HydraContext, config: DictConfig, sweep_dir: Path, root: Path
+) -> dict[str, Any]:
+    """Runs one job; everything about it that the task, callbacks and files show."""
     SEEN.clear()
     before = (os.getcwd(), HydraConfig.instance().cfg)
     job = runner(
@@ -164,6 +180,46 @@ def test_lean_run_job_matches_hydras(compose, tmp_path: Path, case: list[str]) -
         )
         assert seen["cwd"] == hydras["working_dir"]
         assert "inside the task" in "".join(hydras["files"].values())
+
+
+# One worker's trials one after the other: two bases (db=beta, db=alpha), a failing job between.
+TRIALS_IN_A_ROW = [
+    ["+x=0.5", "db=beta", "+job_folder=${hydra:runtime.output_dir}"],
+    ["+x=0.25", "db=beta", "+choice=${hydra:runtime.choices.db}"],
+    ["+x=0.75", "db=alpha", "+choice=${hydra:runtime.choices.db}"],
+    ["+x=0.125", "db=beta", "+fail=true"],
+    ["+x=1.0", "db=beta", "+job_folder=${hydra:runtime.output_dir}"],
+    ["+x=0.375", "db=alpha"],
+]
+
+
+@pytest.mark.parametrize("case", [[], ["hydra.job.chdir=true"]], ids=["plain", "chdir"])
+def test_jobs_in_a_row_sharing_one_hydra_node_match_hydras(
+    loader, tmp_path: Path, case: list[str]
+) -> None:
+    """A trial worker's composer shares one ``hydra`` node between the jobs it composes from one
+    base: each job must still be what Hydra's own composition and ``run_job`` make of it."""
+    os.chdir(tmp_path)
+    seen: dict[str, list[dict[str, Any]]] = {"hydra": [], "lean": []}
+    for name in seen:
+        root = tmp_path / name
+        root.mkdir()
+        sweep_dir = root / "sweep"
+        context, master = _sweep(loader, [f"hydra.sweep.dir={sweep_dir}", *case])
+        composer = SweepConfigComposer(loader, master, share_hydra=True)
+        hydra_nodes = []
+        for num, trial in enumerate(TRIALS_IN_A_ROW):
+            if name == "hydra":
+                config = _numbered(loader.load_sweep_config(master, trial), num)
+                seen[name].append(_job(run_job, context, config, sweep_dir, root))
+            else:
+                config = _numbered(composer.compose(trial), num)
+                hydra_nodes.append(config._get_node("hydra"))  # noqa: SLF001
+                seen[name].append(_job(run_job_lean, context, config, sweep_dir, root))
+    for hydras, lean in zip(seen["hydra"], seen["lean"], strict=True):
+        assert lean == hydras
+    assert [job["status"] for job in seen["hydra"]].count(JobStatus.FAILED) == 1
+    assert len({id(node) for node in hydra_nodes}) == 2  # one per base: shared, not copied
 
 
 def test_an_unset_chdir_before_hydra_1_2_takes_hydras_own_path(compose, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
+from ray.tune.result import DONE
 from sqlalchemy.exc import OperationalError
 
 from hannah_ray.ledger import SweepLedger
@@ -55,8 +56,9 @@ def _report(epoch: float, value: float, iteration: int, **extra: object) -> dict
 
 
 def _final(value: float, job_dir: str | None = None) -> dict:
+    """A trial's last report, marked done: Tune hands it to ``on_trial_complete`` alone."""
     outcome = JobOutcome(overrides=[], complete=True, values=[value], job_dir=job_dir)
-    return {FINAL: True, "job_outcome": outcome}
+    return {FINAL: True, "job_outcome": outcome, DONE: True}
 
 
 def _started(searcher: HydraOptunaSearch, trial_id: str = "t1") -> None:
@@ -69,10 +71,25 @@ def test_reports_from_epoch_0_are_stored_at_their_own_steps() -> None:
     _started(searcher)
     for epoch, loss in enumerate([0.9, 0.5, 0.3]):  # the README's loop: epoch=0, 1, 2
         searcher.on_trial_result("t1", _report(epoch, loss, epoch + 1))
-    searcher.on_trial_result("t1", _final(0.3))
+    searcher.on_trial_complete("t1", _final(0.3))
     (trial,) = searcher.study.trials
     assert trial.state == TrialState.COMPLETE
     assert trial.intermediate_values == {0: 0.9, 1: 0.5, 2: 0.3}
+
+
+def test_a_last_report_seen_as_a_result_first_is_stored_once() -> None:
+    """Tune hands a report marked done to on_trial_complete alone; one that reaches
+    on_trial_result first (a Tune that reads no ``done``) is stored there, and only there."""
+    searcher = _searcher()
+    _started(searcher)
+    searcher.on_trial_result("t1", _report(1, 0.5, 1))
+    searcher.on_trial_result("t1", _final(0.4))
+    searcher.on_trial_complete("t1", _final(0.4))
+    (trial,) = searcher.study.trials
+    assert (trial.state, trial.value, trial.intermediate_values) == (
+        TrialState.COMPLETE, 0.4, {1: 0.5}
+    )  # fmt: skip
+    assert searcher._ledger.finished == 1  # noqa: SLF001
 
 
 def test_a_trial_pruned_after_epoch_0_keeps_the_value_that_stopped_it() -> None:
@@ -135,7 +152,7 @@ def test_a_retried_trial_that_gets_further_has_no_stale_epochs() -> None:
     searcher.trial_started("t1")
     for epoch in (1, 2):
         searcher.on_trial_result("t1", _report(epoch, 1.0 + epoch, epoch))
-    searcher.on_trial_result("t1", _final(2.5))
+    searcher.on_trial_complete("t1", _final(2.5))
     (trial,) = searcher.study.trials
     assert trial.state == TrialState.COMPLETE and trial.value == 2.5
     assert trial.intermediate_values == {1: 2.0, 2: 3.0}
@@ -217,7 +234,7 @@ def test_a_result_arriving_while_another_writer_locks_sqlite_is_stored(
     holder = _hold_sqlite_lock(path, hold_s=1.0, locked=locked)
     assert locked.wait(10)
     caplog.set_level(logging.WARNING, logger="hannah_ray")
-    searcher.on_trial_result("t1", _final(0.1))
+    searcher.on_trial_complete("t1", _final(0.1))
     holder.join()
     (trial,) = optuna.load_study(study_name="study", storage=url).trials
     assert trial.state == TrialState.COMPLETE and trial.value == 0.1
@@ -289,12 +306,12 @@ def test_a_trial_that_ends_while_the_storage_is_down_is_stored_once_it_is_back()
     _started(searcher, "t1")
     _started(searcher, "t2")
     storage.down = True
-    searcher.on_trial_result("t1", _final(0.25))  # no error reaches Tune: the sweep goes on
+    searcher.on_trial_complete("t1", _final(0.25))  # no error reaches Tune: the sweep goes on
     storage.down = False
     assert searcher.study.trials[0].state == TrialState.RUNNING
     # Still open: the heartbeat keeps stamping it, so no other sweep takes it for an orphan.
     assert searcher.study.trials[0]._trial_id in searcher.open_trial_ids()
-    searcher.on_trial_result("t2", _final(0.5))  # the next trial's end tells it again
+    searcher.on_trial_complete("t2", _final(0.5))  # the next trial's end tells it again
     first, second = searcher.study.trials
     assert (first.state, first.value) == (TrialState.COMPLETE, 0.25)
     assert first.user_attrs["ray_trial_id"] == "t1"  # its attributes came with it
@@ -307,7 +324,7 @@ def test_a_trial_whose_end_is_not_stored_by_the_sweeps_end_is_told_then() -> Non
     searcher = _searcher(storage=storage)
     _started(searcher, "t1")
     storage.down = True
-    searcher.on_trial_result("t1", _final(0.25))
+    searcher.on_trial_complete("t1", _final(0.25))
     storage.down = False
     searcher.fail_open_trials()
     (trial,) = searcher.study.trials
@@ -321,7 +338,7 @@ def test_sigterm_while_storing_a_trials_end_keeps_its_outcome() -> None:
     _started(searcher, "t2")
     storage.exit_on_tell = True
     with pytest.raises(SystemExit):
-        searcher.on_trial_result("t1", _final(0.25))
+        searcher.on_trial_complete("t1", _final(0.25))
     searcher.fail_open_trials()  # the sweep's clean-up after the exit
     first, second = searcher.study.trials
     assert (first.state, first.value) == (TrialState.COMPLETE, 0.25)  # not "stopped"
