@@ -7,8 +7,8 @@ same steps in the same order with the same results (output folder, ``.hydra/`` f
 ``env_set``, callbacks, working folder, ``HydraConfig``), but shares the (read-only) ``hydra`` node
 instead of copying it, copies the task config without it, and writes the ``.hydra`` files with
 ``job_yaml.YamlPieces`` (the same text, reusing what the last job wrote for unchanged parts).
-``tests/test_hydra_job.py`` checks it
-against ``run_job``. With a Hydra other than 1.3 (whose ``run_job`` may differ), ``run_job`` runs.
+``tests/test_hydra_job.py`` checks it against ``run_job``. With a Hydra other than 1.3 (whose
+``run_job`` may differ), ``run_job`` runs.
 """
 
 from __future__ import annotations
