@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
 import copy
-import gc
 import logging
 import os
 from collections.abc import Mapping
@@ -33,6 +31,7 @@ from .launchers import apply_launcher
 from .ledger import SweepLedger, best_value
 from .legacy_search_space import legacy_distributions
 from .queued import set_aside_unfit_queued
+from .ray_instance import skip_garbage_collection_at_exit, start_ray, started_ray_here, stop_ray
 from .results import describe_results, write_results
 from .samplers import build_sampler, grid_points
 from .schedulers import build_scheduler, describe
@@ -48,7 +47,6 @@ from .storage import (
 )
 from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, run_trial
-from .worker_start import SETUP_HOOK, runtime_env_with_turns
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -233,15 +231,15 @@ class RayOptunaSweep:
         os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
         started_ray = not ray.is_initialized()
         if started_ray:
-            _start_ray(self.settings.ray_init, import_turns=self.settings.import_turns)
+            start_ray(self.settings.ray_init, import_turns=self.settings.import_turns)
         try:
             self._tune(searcher, ledger, plan)
         finally:
             if started_ray:
                 # Leave Ray as the sweep found it. Ray's exit hook would do this too, after first
                 # sleeping 0.5 s for log lines that the trials' job logs already hold.
-                ray.shutdown()
-            _skip_garbage_collection_at_exit()
+                stop_ray()
+            skip_garbage_collection_at_exit()
 
     def _tune(self, searcher: HydraOptunaSearch, ledger: SweepLedger, plan: SweepPlan) -> None:
         self._check_a_node_fits_a_trial()
@@ -297,7 +295,7 @@ class RayOptunaSweep:
         if not needs:
             return None
         fits = trials_that_fit(ray.nodes(), needs)
-        if _started_ray_here():
+        if started_ray_here():
             return max(1, fits)
         log.info(
             "hydra.sweeper.n_jobs=null: at most %d trial(s) at once, as the cluster's nodes "
@@ -328,7 +326,7 @@ class RayOptunaSweep:
             f"gpu={largest['GPU']:g}). Allowed: at most what one node has; more CPUs for a "
             "local instance: hydra.sweeper.ray.num_cpus=..."
         )
-        if not _started_ray_here():
+        if not started_ray_here():
             log.warning("%s Trials wait until the cluster adds such a node.", message)
             return
         raise SweepConfigError(message)
@@ -452,62 +450,6 @@ def _plan_grid(
     for point in to_queue[: max(0, n_to_run - (len(missing) - len(to_queue)))]:
         study.enqueue_trial(point)
     return n_to_run
-
-
-# A Ray instance that ray.init starts prestarts idle workers for the first driver. Tune's trial
-# actors never get them (they leave once idle), so on a few cores they only slow the start-up down
-# (~1.7 CPU-s each, while the dashboard and the trials' own workers start). Set for the raylet
-# that ray.init may start; a user's own setting wins.
-_RAYLET_ENVIRONMENT = {"RAY_prestart_worker_first_driver": "0"}
-
-
-def _start_ray(ray_init: dict[str, Any], import_turns: bool = True) -> None:
-    """``ray.init`` with ``hydra.sweeper.ray`` and, with ``import_turns``, the trial workers taking
-    turns to import (see ``worker_start``); Ray's refusals of those arguments name the key."""
-    added = {key: value for key, value in _RAYLET_ENVIRONMENT.items() if key not in os.environ}
-    os.environ.update(added)
-    arguments = dict(ray_init)
-    if import_turns:
-        runtime_env = runtime_env_with_turns(ray_init.get("runtime_env"), ray_init.get("address"))
-        if runtime_env is not None:
-            arguments["runtime_env"] = runtime_env
-    try:
-        ray.init(**arguments)
-    except (ValueError, ConnectionError, RuntimeError) as error:
-        hint = ""
-        if "existing cluster" in str(error):
-            hint = (
-                " A Ray instance is already running (ray start, RAY_ADDRESS) and ray.init joins "
-                "it: leave out the arguments that only a new instance takes, or set "
-                "hydra.sweeper.ray.address=local to start a separate instance."
-            )
-        elif arguments.get("runtime_env") is not ray_init.get("runtime_env"):
-            hint = (
-                f" (hannah-ray added runtime_env.worker_process_setup_hook={SETUP_HOOK}; "
-                "hydra.sweeper.import_turns=false leaves it out)"
-            )
-        raise SweepConfigError(
-            f"hydra.sweeper.ray: ray.init with {sorted(ray_init) or 'no arguments'} failed: "
-            f"{error}{hint}"
-        ) from error
-    finally:
-        for key in added:  # only the raylet needed it (it inherits the environment at start)
-            os.environ.pop(key, None)
-
-
-def _skip_garbage_collection_at_exit() -> None:
-    """Freeze the heap when the interpreter exits, so that its final collections skip the objects
-    Ray, Tune, pandas and the study left behind (1.0-1.3 s on 2 cores). Changes nothing before
-    exit; whatever ``atexit`` and ``weakref.finalize`` close still closes."""
-    atexit.unregister(gc.freeze)  # once, however many sweeps this process runs
-    atexit.register(gc.freeze)
-
-
-def _started_ray_here() -> bool:
-    """True if this process started its Ray instance (a fixed local one), False if it joined a
-    cluster (``address``, ``RAY_ADDRESS``, ``ray job submit``), which may grow."""
-    node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001
-    return node is not None and getattr(node, "ray_init_cluster", False) is True
 
 
 def _drop_tune_restore_hint(record: logging.LogRecord) -> bool:

@@ -194,8 +194,25 @@ def test_a_sweep_that_starts_ray_stops_it_and_exits_without_a_final_collection(
         raylet_log = ray_dir / "session_latest" / "logs" / "raylet.out"
         # One trial worker, reused by the second trial; nothing else.
         assert raylet_log.read_text().count("Started worker process") == 1
+        # Every process of that Ray instance has ended (the sweep ends the autoscaler monitor
+        # itself, before ray.shutdown ends the rest).
+        assert _processes_naming(ray_dir) == []
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def _processes_naming(folder: Path) -> list[str]:
+    """The command lines of the live processes that name ``folder`` (Ray's session folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(folder) in command and state != "Z":
+            found.append(command)
+    return found
 
 
 def _sweep_in_a_script_that_checks_after(script: Path, tmp_path: Path, ray_dir: Path) -> None:
