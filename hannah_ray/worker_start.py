@@ -127,8 +127,31 @@ def _turn_dir() -> Path:
     return user_dir / f"import-turns-{socket.gethostname()}"
 
 
-def _core_count() -> int:
-    """The cores this process may run on (its affinity where the system tells it), at least 1."""
+def _core_count(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may run on (its affinity where the system tells it), at most its
+    container's CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``; Ray reads the same
+    files to count a node's CPUs), at least 1."""
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    if quota is not None:
+        cores = min(cores, int(quota))
+    return max(1, cores)
+
+
+def _cpu_quota(cgroup_root: Path) -> float | None:
+    """The CPUs a container's quota allows, or None where none is set or readable."""
+    try:
+        v2 = cgroup_root / "cpu.max"
+        if v2.exists():
+            quota, period = v2.read_text().split()[:2]
+        else:
+            v1 = cgroup_root / "cpu"
+            quota = (v1 / "cpu.cfs_quota_us").read_text().strip()
+            period = (v1 / "cpu.cfs_period_us").read_text().strip()
+        allowed = float(quota) / float(period)  # "max" (v2, no quota) raises ValueError
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return allowed if allowed > 0 else None  # -1 (v1): no quota

@@ -106,3 +106,27 @@ def test_workers_on_a_one_core_node_import_one_after_another(tmp_path: Path) -> 
         tuple(map(float, line.split())) for line in (tmp_path / "log").read_text().splitlines()
     )
     assert b_start >= a_end
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({}, None),  # no cgroup files: the affinity alone
+        ({"cpu.max": "max 100000\n"}, None),  # cgroup v2, no quota
+        ({"cpu.max": "150000 100000\n"}, 1),  # 1.5 CPUs: one turn
+        ({"cpu.max": "50000 100000\n"}, 1),  # half a CPU: still one turn
+        ({"cpu.max": "400000 100000\n"}, 4),  # no more than the affinity either
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+    ],
+)
+def test_a_containers_cpu_quota_caps_the_turns(
+    tmp_path: Path, files: dict[str, str], expected: int | None
+) -> None:
+    """A container sees the host's cores but may use only its CPU quota (docker --cpus, a
+    Kubernetes CPU limit): as many turns as the quota allows."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert worker_start._core_count(tmp_path) == min(affinity, expected or affinity)
