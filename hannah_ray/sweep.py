@@ -46,7 +46,7 @@ from .storage import (
     storage_secrets,
 )
 from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
-from .trial_runner import PayloadHandle, TrialPayload, run_trial
+from .trial_runner import PayloadHandle, TrialPayload, trial_trainable
 
 log = logging.getLogger("hannah_ray.sweep")
 
@@ -256,7 +256,7 @@ class RayOptunaSweep:
         )
         resources = {"cpu": self.settings.cpu_per_trial, "gpu": self.settings.gpu_per_trial}
         handle = PayloadHandle(ray.put(payload))
-        trainable = tune.with_resources(tune.with_parameters(run_trial, handle=handle), resources)
+        trainable = tune.with_resources(trial_trainable(handle), resources)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

@@ -77,6 +77,46 @@ def prepared_payload(handle: PayloadHandle) -> TrialPayload:
     return _prepared[key]
 
 
+_THREAD_TIMEOUT_VARIABLE = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+_THREAD_TIMEOUT_S = "600"
+
+
+def trial_trainable(handle: PayloadHandle) -> type:
+    """``run_trial`` as a Tune trainable class whose workers let a stopped trial's job end.
+
+    Tune keeps a stopped trial's worker for a next trial only once the trial's thread has ended
+    (``reset_config`` waits for it). A worker it does not keep (nothing left to run, actor reuse
+    off) it stops at once: ``cleanup`` wakes the thread and the worker process exits while the
+    thread still winds the job down (Lightning closing its logger files, Hydra's ``on_job_end``
+    callbacks). Here ``cleanup`` waits for the thread as ``reset_config`` would (at a sweep's end
+    Tune itself ends a worker that is still stopping after ~10 s)."""
+    from ray import tune
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    function_trainable = wrap_function(tune.with_parameters(run_trial, handle=handle))
+
+    class HydraJobTrainable(function_trainable):  # type: ignore[misc, valid-type]
+        def cleanup(self) -> None:
+            thread = _training_thread()
+            super().cleanup()  # wakes a thread blocked in a report, without waiting for it
+            if thread is not None and thread is not threading.current_thread():
+                timeout_s = float(os.environ.get(_THREAD_TIMEOUT_VARIABLE, _THREAD_TIMEOUT_S))
+                threading.Thread.join(thread, timeout_s)  # not Ray's join: no error raised again
+
+    return HydraJobTrainable
+
+
+def _training_thread() -> threading.Thread | None:
+    """The worker's trial thread (Ray's function-trainable session), or None."""
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        return getattr(session, "training_thread", None) if session is not None else None
+    except Exception:  # noqa: BLE001 - a Ray without this private API: Tune's own behaviour
+        return None
+
+
 def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     """Ray Tune function trainable."""
     from ray import tune
@@ -85,8 +125,8 @@ def run_trial(trial_config: dict[str, Any], handle: PayloadHandle) -> None:
     show_only_assigned_gpus()
     # Tune reuses this actor for the next trial only once a stopped trial's thread has ended, and
     # errors the next trial if that takes longer than this (default 2 s): allow for the thread to
-    # finish its current batch or epoch.
-    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
+    # finish its current batch or epoch. HydraJobTrainable.cleanup waits as long.
+    os.environ.setdefault(_THREAD_TIMEOUT_VARIABLE, _THREAD_TIMEOUT_S)
     payload = prepared_payload(handle)
     number = int(trial_config["number"])
     watchdog = _watchdog(number, payload.trial_timeout_s)

@@ -75,6 +75,18 @@ def test_asha_prunes_bad_trials_and_the_study_tells_the_truth(run_sweep, tmp_pat
     assert study.best_trial.params["+x"] == 0
 
 
+def test_a_stopped_trial_winds_down_before_the_sweep_ends(stored_sweep) -> None:
+    """The last trials run when nothing is queued, so Tune ends their workers after stopping them
+    (none is kept for a next trial): each stopped task still finishes its wind-down first."""
+    grid = ["+x=range(0, 6)", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=6"]
+    task = ["+epochs=4", "+epoch_s=0.05", "+wind_down_s=2", "hydra.sweeper.n_jobs=2"]
+    trials = stored_sweep(tasks.reports_then_winds_down, [*grid, *task, *ASHA])
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "ASHA stopped no trial"
+    for trial in trials:
+        assert (Path(trial.user_attrs["job_dir"]) / "wound_down").read_text() == "ok"
+
+
 def test_an_app_that_reports_only_once_runs_under_asha(run_sweep) -> None:
     run = run_sweep(
         tasks.sphere,

@@ -230,7 +230,7 @@ def _trial_workers_started() -> int:
     import ray
 
     logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())  # noqa: SLF001
-    return sum("ImplicitFunc" in path.read_text() for path in logs.glob("worker-*.out"))
+    return sum("HydraJobTrainable" in path.read_text() for path in logs.glob("worker-*.out"))
 
 
 def test_each_concurrent_trial_slot_keeps_one_worker(run_sweep) -> None:

@@ -106,6 +106,23 @@ def reports_every_epoch(cfg: DictConfig) -> float:
     return loss
 
 
+def reports_then_winds_down(cfg: DictConfig) -> float:
+    """Reports every epoch; however it ends (a scheduler's stop too), it then takes
+    ``wind_down_s`` to write ``wound_down`` into its job folder, as a logger closing its files."""
+    import hannah_ray
+
+    try:
+        for epoch in range(1, int(cfg.epochs) + 1):
+            hannah_ray.report({"loss": float(cfg.x) + 1.0 / epoch}, epoch=epoch)
+            time.sleep(float(cfg.epoch_s))
+        return float(cfg.x)
+    finally:
+        time.sleep(float(cfg.wind_down_s))
+        output_dir = HydraConfig.get().runtime.output_dir
+        with open(os.path.join(output_dir, "wound_down"), "w") as marker:
+            marker.write("ok")
+
+
 def reports_once(cfg: DictConfig) -> float:
     """A non-Lightning app that reports its result once, at its end, marked last."""
     import hannah_ray
