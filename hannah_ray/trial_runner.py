@@ -20,6 +20,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobStatus, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.basecontainer import BaseContainer
 
 from .compose import SweepConfigComposer
 from .errors import InvalidReturnError, TrialStopped
@@ -60,11 +61,15 @@ class PayloadHandle:
 
 
 _prepared: dict[str, TrialPayload] = {}
+# OmegaConf's resolvers as the sweep's state installed them in this worker.
+_sweep_resolvers: dict[str, Any] = {}
 
 
 def prepared_payload(handle: PayloadHandle) -> TrialPayload:
     """The payload, with Hydra's global state installed in this worker process (once per sweep:
-    ``Singleton.set_state`` rescans every Hydra plugin, and the payload takes time to unpickle)."""
+    ``Singleton.set_state`` rescans every Hydra plugin, and the payload takes time to unpickle).
+    OmegaConf's resolvers are set back to the sweep's for every trial, as Hydra's joblib launcher
+    does per job: a task that registers one (without ``replace=True``) runs again on the worker."""
     import ray
 
     key = handle.ref.hex()
@@ -72,8 +77,12 @@ def prepared_payload(handle: PayloadHandle) -> TrialPayload:
         payload = ray.get(handle.ref)
         setup_globals()
         Singleton.set_state(payload.singleton_state)
+        _sweep_resolvers.clear()
+        _sweep_resolvers.update(BaseContainer._resolvers)
         _prepared.clear()
         _prepared[key] = payload
+    else:
+        BaseContainer._resolvers = dict(_sweep_resolvers)
     return _prepared[key]
 
 

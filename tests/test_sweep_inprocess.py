@@ -273,6 +273,18 @@ def test_jobs_see_hydra_config_and_original_cwd(run_sweep, tmp_path: Path) -> No
         assert value["absolute"] == str(Path.cwd() / "data.txt")
 
 
+def test_each_trial_starts_from_the_sweeps_resolvers(run_sweep) -> None:
+    """As with Hydra's joblib launcher, a task that registers an OmegaConf resolver runs again
+    on the same worker (Hydra's global state is set per job there)."""
+    run = run_sweep(
+        tasks.registers_a_resolver,
+        ["+x=1,2,3", "hydra/sweeper/sampler=grid", "hydra.sweeper.n_jobs=1"],
+    )
+    rows = run.trials_table()
+    assert [row["state"] for row in rows] == ["COMPLETE"] * 3
+    assert sorted(float(row["value"]) for row in rows) == [2.0, 4.0, 6.0]
+
+
 def test_hydra_callbacks_see_job_returns(run_sweep) -> None:
     run = run_sweep(
         tasks.sphere,

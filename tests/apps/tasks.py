@@ -123,6 +123,15 @@ def reports_then_winds_down(cfg: DictConfig) -> float:
             marker.write("ok")
 
 
+def registers_a_resolver(cfg: DictConfig) -> float:
+    """Registers an OmegaConf resolver, as some apps' main functions do; without ``replace=True``
+    a second registration in one process fails."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("twice", lambda value: 2 * float(value))
+    return float(OmegaConf.create({"y": f"${{twice:{cfg.x}}}"}).y)
+
+
 def reports_once(cfg: DictConfig) -> float:
     """A non-Lightning app that reports its result once, at its end, marked last."""
     import hannah_ray
