@@ -124,17 +124,23 @@ class RayOptunaSweep:
             plan.storage, self.settings.heartbeat_interval_s, searcher.open_trial_ids
         )
         told_to_exit = False
+        ended_by_error = True
         try:
             if plan.n_to_run > 0:
                 with heartbeat:
                     self._run_trials(searcher, ledger, plan)
+            ended_by_error = False
         except SystemExit:  # SIGTERM: Ray's handler calls sys.exit
             told_to_exit = True
             raise
         finally:
             searcher.fail_open_trials()
-            summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
-            log.info("%s. Results: %s", describe_results(summary), plan.sweep_dir)
+            ends_with_an_error = (
+                ended_by_error
+                or ledger.stopped_early
+                or (ledger.failure_rate_exceeded() and ledger.first_error is not None)
+            )
+            _write_results(searcher, plan, keep_error_quiet=ends_with_an_error)
             if told_to_exit:
                 log.error("Told to exit (e.g. SIGTERM). %s.", self._stopped_message(ledger, plan))
         if ledger.failure_rate_exceeded() and ledger.first_error is not None:
@@ -450,6 +456,24 @@ def _plan_grid(
     for point in to_queue[: max(0, n_to_run - (len(missing) - len(to_queue)))]:
         study.enqueue_trial(point)
     return n_to_run
+
+
+def _write_results(searcher: HydraOptunaSearch, plan: SweepPlan, keep_error_quiet: bool) -> None:
+    """The results files and the closing "Best: ..." line. Where the sweep is already ending with
+    an error (the task's, an interruption), failing to write them (the storage down) is logged
+    instead, so that the sweep's own error is the one that ends it."""
+    try:
+        summary = write_results(searcher.study, plan.sweep_dir, plan.storage_label)
+    except Exception as error:
+        if not keep_error_quiet:
+            raise
+        log.error(
+            "Could not write the results (optimization_results.yaml, trials.csv) to %s: %s. "
+            "The study in %s keeps every trial it stored.",
+            plan.sweep_dir, error, plan.storage_label,
+        )  # fmt: skip
+        return
+    log.info("%s. Results: %s", describe_results(summary), plan.sweep_dir)
 
 
 def _drop_tune_restore_hint(record: logging.LogRecord) -> bool:

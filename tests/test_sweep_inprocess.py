@@ -206,6 +206,28 @@ def test_failure_rate_exceeded_stops_with_the_task_error_and_keeps_results(
     assert "more than hydra.sweeper.max_failure_rate=0.0 of the 8 this run plans" in caplog.text
 
 
+def test_results_that_cannot_be_written_do_not_hide_the_sweeps_own_error(
+    run_sweep, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The storage going down as the sweep ends (mocked: it cannot be timed here): a sweep ending
+    with the task's error still ends with it; one that ran well ends with the storage's."""
+    caplog.set_level(logging.ERROR, logger="hannah_ray")
+
+    def storage_down(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("hannah_ray.sweep.write_results", storage_down)
+    with pytest.raises(ValueError, match="x must not be negative"):
+        run_sweep(
+            tasks.fails_when_negative,
+            ["+x=-1", "hydra.sweeper.n_trials=1", "hydra.sweeper.max_failure_rate=0.0"],
+            sweep_dir=tmp_path / "failed",
+        )
+    assert "Could not write the results (optimization_results.yaml, trials.csv)" in caplog.text
+    with pytest.raises(ConnectionError, match="server closed the connection"):
+        run_sweep(tasks.sphere, ["+x=1", "+y=0"], sweep_dir=tmp_path / "ran")
+
+
 def test_trials_run_asynchronously_without_a_batch_barrier(run_sweep) -> None:
     run = run_sweep(
         tasks.timed,
