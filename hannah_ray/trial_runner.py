@@ -108,7 +108,12 @@ def trial_trainable(handle: PayloadHandle) -> type:
         def cleanup(self) -> None:
             thread = _training_thread()
             super().cleanup()  # wakes a thread blocked in a report, without waiting for it
-            if thread is not None and thread is not threading.current_thread():
+            # (A reused worker's next thread starts only with its first train call.)
+            if (
+                thread is not None
+                and thread.is_alive()
+                and thread is not threading.current_thread()
+            ):
                 timeout_s = float(os.environ.get(_THREAD_TIMEOUT_VARIABLE, _THREAD_TIMEOUT_S))
                 threading.Thread.join(thread, timeout_s)  # not Ray's join: no error raised again
 
