@@ -135,15 +135,12 @@ class RayOptunaSweep:
             raise
         finally:
             searcher.fail_open_trials()
-            ends_with_an_error = (
-                ended_by_error
-                or ledger.stopped_early
-                or (ledger.failure_rate_exceeded() and ledger.first_error is not None)
-            )
+            failed_too_often = ledger.failure_rate_exceeded() and ledger.first_error is not None
+            ends_with_an_error = ended_by_error or ledger.stopped_early or failed_too_often
             _write_results(searcher, plan, keep_error_quiet=ends_with_an_error)
             if told_to_exit:
                 log.error("Told to exit (e.g. SIGTERM). %s.", self._stopped_message(ledger, plan))
-        if ledger.failure_rate_exceeded() and ledger.first_error is not None:
+        if failed_too_often:
             log.error(
                 "%d trial(s) failed, more than hydra.sweeper.max_failure_rate=%s of the %d this "
                 "run plans: stopping the sweep.",
