@@ -248,11 +248,23 @@ def test_trials_run_asynchronously_without_a_batch_barrier(run_sweep) -> None:
 
 
 def _trial_workers_started() -> int:
-    """Ray Tune trial workers this Ray instance has started so far (from its worker logs)."""
+    """Ray Tune trial workers this Ray instance has started so far (from its worker logs; Ray's
+    log monitor moves the logs of ended workers into ``old/`` when it has many files open)."""
     import ray
 
     logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())  # noqa: SLF001
-    return sum("HydraJobTrainable" in path.read_text() for path in logs.glob("worker-*.out"))
+    names = {path.name for path in logs.glob("worker-*.out")}
+    names |= {path.name for path in (logs / "old").glob("worker-*.out")}
+    return sum("HydraJobTrainable" in _worker_log(logs, name) for name in names)
+
+
+def _worker_log(logs: Path, name: str) -> str:
+    for path in (logs / name, logs / "old" / name):  # it may move while being read
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            continue
+    return ""
 
 
 def test_each_concurrent_trial_slot_keeps_one_worker(run_sweep) -> None:
