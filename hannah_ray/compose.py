@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
@@ -64,6 +65,7 @@ class SweepConfigComposer:
         while len(self._bases) > max_cached:
             self._bases.popitem(last=False)
         self._groups: dict[str, bool] = {}
+        self._launch_env = _copied_environment(master)
         self._group_exists = self._groups_as_hydra_sees_them(loader, master)
         self._usable = self._group_exists is not None
 
@@ -90,6 +92,10 @@ class SweepConfigComposer:
         return dict(self._bases)
 
     def compose(self, overrides: list[str]) -> DictConfig:
+        with _environment_with(self._launch_env):
+            return self._compose(overrides)
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
         split = self._split(overrides) if self._usable else None
         if split is None:
             return self._loader.load_sweep_config(self._master, list(overrides))
@@ -184,3 +190,30 @@ class SweepConfigComposer:
         with open_dict(config.hydra):
             for key in config.hydra.job.env_copy:
                 config.hydra.job.env_set[key] = os.environ[key]
+
+
+def _copied_environment(master: DictConfig) -> dict[str, str]:
+    """The ``hydra.job.env_copy`` variables as the launching process had them (Hydra copied them
+    into the master config's ``env_set``)."""
+    job = master.hydra.job
+    copied = {}
+    for key in job.get("env_copy") or []:
+        try:
+            copied[str(key)] = str(job.env_set[key])
+        except Exception:  # noqa: BLE001 - not copied there: composing fails as Hydra's would
+            continue
+    return copied
+
+
+@contextmanager
+def _environment_with(variables: Mapping[str, str]) -> Iterator[None]:
+    """``variables`` that this process's environment lacks, set while the block runs. A trial
+    worker on another node of a Ray cluster has that node's environment, not the shell the sweep
+    was started from; a value the worker has (``CUDA_VISIBLE_DEVICES``, set by Ray) wins."""
+    missing = {key: value for key, value in variables.items() if key not in os.environ}
+    os.environ.update(missing)
+    try:
+        yield
+    finally:
+        for key in missing:
+            os.environ.pop(key, None)

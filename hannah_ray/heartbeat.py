@@ -91,9 +91,7 @@ def reclaim_orphans(
             )
             continue
         age = now - float(beat)
-        # The sweep beating it may beat more slowly than this one would.
-        own_beats = MISSED_BEATS * float(trial.system_attrs.get(INTERVAL_ATTR, 0.0))
-        trial_grace_s = max(grace_s, own_beats)
+        trial_grace_s = _grace_s(trial, grace_s)
         if age <= trial_grace_s:
             log.warning(
                 "Trial %d is RUNNING, its heartbeat %.0f s old: another sweep may be running it, "
@@ -127,3 +125,15 @@ def reclaim_orphans(
             else "",
         )
     return reclaimed
+
+
+def is_live(trial: optuna.trial.FrozenTrial, grace_s: float, now: float) -> bool:
+    """A RUNNING trial that a live sweep (or another tool, without a heartbeat) runs: not one
+    that ``reclaim_orphans`` would take for an orphan."""
+    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+    return beat is None or now - float(beat) <= _grace_s(trial, grace_s)
+
+
+def _grace_s(trial: optuna.trial.FrozenTrial, grace_s: float) -> float:
+    """``grace_s``, or more for a trial whose sweep beats more slowly than this one would."""
+    return max(grace_s, MISSED_BEATS * float(trial.system_attrs.get(INTERVAL_ATTR, 0.0)))

@@ -22,10 +22,11 @@ from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from ray.tune import Callback
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .heartbeat import stamp
+from .heartbeat import is_live, stamp
 from .ledger import SweepLedger, outcome_from_result, pruned_outcome, trial_user_attrs
 from .reporting import EPOCH, FINAL, JOB_DIR, OBJECTIVE
 from .search_space import SearchSpace
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 CustomSearchSpace = Callable[[Any, optuna.Trial], None]
 JOB_DIR_CLOCK_SLACK_S = 30.0
+# While the storage is down, how long Tune's next requests for a trial wait before it is tried again.
+STORAGE_RETRY_S = 1.0
 
 
 @dataclass
@@ -58,6 +61,17 @@ class _Attempt:
             sampled_at=self.sampled_at,
             on_worker=True,
         )
+
+
+@dataclass(frozen=True)
+class SharedPlan:
+    """A sweep's share of a study that other sweeps may run trials of at the same time: it starts
+    trials while its own and the others' new ones (finished, or running in a live sweep) number
+    fewer than ``n_to_run``; ``finished_at_start`` is what the study held when it planned."""
+
+    n_to_run: int
+    finished_at_start: int
+    grace_s: float  # hydra.sweeper.orphan_grace_s: when another sweep's trial counts as alive
 
 
 @dataclass
@@ -95,6 +109,8 @@ class HydraOptunaSearch(OptunaSearch):
         sweep_config: Any = None,
         trial_timeout_s: float | None = None,
         heartbeat_interval_s: float | None = None,
+        storage_outage_s: float = 120.0,
+        shared_plan: SharedPlan | None = None,
     ) -> None:
         modes = ["min" if d == "minimize" else "max" for d in directions]
         multi = len(directions) > 1
@@ -117,6 +133,15 @@ class HydraOptunaSearch(OptunaSearch):
         self._untold: dict[str, _Untold] = {}
         self._trial_timeout_s = trial_timeout_s
         self._heartbeat_interval_s = heartbeat_interval_s
+        # A storage outage: when it began, when to try again, and its limit (see _storage_is_down).
+        self._storage_outage_s = storage_outage_s
+        self._storage_down_since: float | None = None
+        self._storage_retry_at = 0.0
+        # Trials whose sampling failed and whose FAIL the storage did not take: id -> reason.
+        self._unstored_failures: dict[int, str] = {}
+        self._shared_plan = shared_plan
+        self._own_ids: set[int] = set()  # storage ids of the trials this sweep created
+        self._n_suggested = 0
 
     @property
     def study(self) -> optuna.Study:
@@ -127,7 +152,17 @@ class HydraOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
-            ot_trial = self._ask()
+            if time.monotonic() < self._storage_retry_at:
+                return None  # the storage is down: Tune asks again at its next step
+            try:
+                if self._shared_study_is_full():
+                    return Searcher.FINISHED
+                ot_trial = self._ask()
+            except Exception as error:
+                if self._storage_is_down(error):
+                    return None
+                raise
+            self._own_ids.add(ot_trial._trial_id)  # noqa: SLF001
             try:
                 retry_when_locked(
                     lambda: stamp(
@@ -146,7 +181,11 @@ class HydraOptunaSearch(OptunaSearch):
                     self._custom_search_space(self._sweep_config, ot_trial)
             except BaseException as error:  # the sweep stops (SIGTERM too): not left RUNNING
                 self._store_sampling_failure(ot_trial._trial_id, error)  # noqa: SLF001
+                if isinstance(error, Exception) and self._storage_is_down(error):
+                    return None
                 raise
+            self._storage_down_since = None
+            self._n_suggested += 1
             self._ot_trials[trial_id] = ot_trial
             self._attempts[trial_id] = _Attempt(time.monotonic())
         ot_trial = self._ot_trials[trial_id]
@@ -154,6 +193,62 @@ class HydraOptunaSearch(OptunaSearch):
             "number": ot_trial.number,
             "overrides": self._search_space.trial_overrides(ot_trial.params),
         }
+
+    def _shared_study_is_full(self) -> bool:
+        """Whether other sweeps running the same study have taken this sweep's remaining share:
+        its trials and theirs since it planned (finished, or running in a live sweep) reach
+        ``n_to_run``. Two sweeps asking at the same moment may still start one trial each."""
+        plan = self._shared_plan
+        if plan is None:
+            return False
+        now = time.time()
+        trials = self._ot_study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
+        others = sum(
+            1
+            for t in trials
+            if t._trial_id not in self._own_ids  # noqa: SLF001
+            and (t.state != TrialState.RUNNING or is_live(t, plan.grace_s, now))
+        )
+        taken = self._n_suggested + others - plan.finished_at_start
+        if taken < plan.n_to_run:
+            return False
+        log.info(
+            "The study holds hydra.sweeper.n_trials trials (finished, or running in other sweeps "
+            "on it): this sweep starts no more (%d of its %d run here).",
+            self._n_suggested,
+            plan.n_to_run,
+        )
+        return True
+
+    def _storage_is_down(self, error: Exception) -> bool:
+        """Whether starting a trial failed because the storage is down (a read of the study fails
+        too; otherwise the error is the sampler's). Then no trial starts until the storage is
+        back, the running ones go on, and ends are stored later (see ``_store``); an outage
+        longer than ``storage_outage_s`` (as long as other sweeps wait before they take this
+        one's trials for orphans) stops the sweep with the storage's error."""
+        storage = self._ot_study._storage  # noqa: SLF001
+        try:
+            storage.get_study_id_from_name(self._study_name)
+            return False
+        except Exception as read_error:  # noqa: BLE001 - whatever a storage raises when down
+            log.debug("The storage does not answer: %s", read_error)
+        now = time.monotonic()
+        if self._storage_down_since is None:
+            self._storage_down_since = now
+            log.error(
+                "Could not start a trial: %s. The storage does not answer: the running trials go "
+                "on, and new ones start once it is back (the sweep stops if it is not back "
+                "within %g s, hydra.sweeper.orphan_grace_s).",
+                error,
+                self._storage_outage_s,
+            )
+        elif now - self._storage_down_since > self._storage_outage_s:
+            log.error("The storage has not answered for %g s: stopping.", self._storage_outage_s)
+            return False
+        self._storage_retry_at = now + STORAGE_RETRY_S
+        return True
 
     def _ask(self) -> optuna.Trial:
         """A new trial; a sampler that fails inside ``ask`` (after the trial was created) must not
@@ -189,8 +284,12 @@ class HydraOptunaSearch(OptunaSearch):
 
     def _store_sampling_failure(self, trial_id: int, error: BaseException) -> None:
         """Store a trial whose sampling failed as FAIL, with the reason."""
+        self._store_failed(trial_id, f"Sampling failed: {error!r}")
+
+    def _store_failed(self, trial_id: int, reason: str) -> None:
+        """Store a trial that never ran as FAIL with ``reason``; where the storage fails, it is
+        stored again when the next trial ends, and at the sweep's end."""
         storage = self._ot_study._storage  # noqa: SLF001
-        reason = f"Sampling failed: {error!r}"
         what = "Storing a trial whose sampling failed"
         try:
             retry_when_locked(
@@ -200,7 +299,10 @@ class HydraOptunaSearch(OptunaSearch):
                 lambda: storage.set_trial_state_values(trial_id, TrialState.FAIL), what
             )
         except Exception as store_error:  # the sampler's error matters more
-            log.error("Could not store the trial as FAIL: %s", store_error)
+            log.error("Could not store the trial as FAIL (trying again later): %s", store_error)
+            self._unstored_failures[trial_id] = reason
+        else:
+            self._unstored_failures.pop(trial_id, None)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Store an intermediate report in the study (Optuna supports them for one objective)."""
@@ -262,8 +364,10 @@ class HydraOptunaSearch(OptunaSearch):
         )
         if stopped_by_scheduler:
             # The result that made the scheduler stop the trial never reached on_trial_result.
-            self.on_trial_result(trial_id, result)
-            self._store(trial_id, pruned_outcome(result))
+            try:
+                self.on_trial_result(trial_id, result)
+            finally:  # an interruption while its value is stored (SIGTERM) keeps the end too
+                self._store(trial_id, pruned_outcome(result))
             return
         outcome = outcome_from_result(result, error)
         attempt = self._attempts[trial_id]
@@ -292,17 +396,15 @@ class HydraOptunaSearch(OptunaSearch):
         # Called from the heartbeat thread: copy each dict in one step (atomic under the GIL).
         running, untold = list(self._ot_trials.values()), list(self._untold.values())
         open_trials = [*running, *(u.ot_trial for u in untold)]
-        return list({t._trial_id for t in open_trials})  # noqa: SLF001
+        unstored = list(self._unstored_failures)
+        return list({*(t._trial_id for t in open_trials), *unstored})  # noqa: SLF001
 
     def _store(self, trial_id: str, outcome: JobOutcome, stopped: bool = False) -> None:
         """Tell the study how the trial ended, with its user attributes. Where the storage
         fails, the trial stays open (the heartbeat keeps it from being taken for an orphan) and
         is told again when the next trial ends, and at the sweep's end."""
-        self._tell_untold()
         attempt = self._attempts[trial_id]
         ot_trial = self._ot_trials[trial_id]
-        if attempt.held is not None:  # only a single-objective trial holds one
-            self._report_step(trial_id, *attempt.held)
         if not outcome.overrides:
             outcome.overrides = self._search_space.trial_overrides(ot_trial.params)
         outcome.job_dir = (
@@ -311,18 +413,25 @@ class HydraOptunaSearch(OptunaSearch):
             or self._existing_job_dir(ot_trial.number, trial_id, attempt.sampled_at)
         )
         # Optuna cannot delete a step: the attributes say which ones a dead run of the trial left.
-        stale = sorted(attempt.stale_steps - set(attempt.steps))
-        # From here on the outcome is kept until the study has it; an interruption while it is
-        # stored (SIGTERM) leaves it for fail_open_trials to tell, not to store as "stopped".
+        held_step = {attempt.held[0]} if attempt.held is not None else set()
+        stale = sorted(attempt.stale_steps - set(attempt.steps) - held_step)
+        # From here on the outcome is kept until the study has it; an interruption (SIGTERM)
+        # while it or an earlier trial's end is stored leaves it for fail_open_trials to tell,
+        # not to store as "stopped".
         self._untold[trial_id] = _Untold(
             ot_trial, outcome, trial_user_attrs(outcome, trial_id, stale)
         )
-        self._tell_untold(trial_id)
+        if attempt.held is not None:  # only a single-objective trial holds one
+            self._report_step(trial_id, *attempt.held)
+        self._tell_untold()  # earlier ends the storage did not take, then this one
         self._ledger.record(ot_trial.number, outcome, stopped=stopped)
 
-    def _tell_untold(self, only: str | None = None) -> None:
-        """Tell the study the ends it does not have yet (``only``: that trial's)."""
-        for trial_id in [only] if only is not None else list(self._untold):
+    def _tell_untold(self) -> None:
+        """Tell the study the ends it does not have yet, and the FAIL of trials whose sampling
+        failed while the storage was down."""
+        for storage_id, reason in list(self._unstored_failures.items()):
+            self._store_failed(storage_id, reason)
+        for trial_id in list(self._untold):
             untold = self._untold.get(trial_id)
             if untold is None:
                 continue
@@ -383,6 +492,12 @@ class HydraOptunaSearch(OptunaSearch):
                 "COMPLETE" if untold.outcome.complete else "PRUNED" if untold.outcome.pruned
                 else "FAIL",
             )  # fmt: skip
+        for storage_id in self._unstored_failures:
+            log.error(
+                "A trial (storage id %d) whose sampling failed could not be stored FAIL: it stays "
+                "RUNNING until a rerun takes it for an orphan.",
+                storage_id,
+            )
 
     def _check_stored(self, ot_trial: optuna.Trial, tell_error: Exception) -> bool:
         """Whether the study has the trial's end although telling it failed. Optuna stores the

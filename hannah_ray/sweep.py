@@ -36,7 +36,7 @@ from .results import describe_results, write_results
 from .samplers import build_sampler, grid_points
 from .schedulers import build_scheduler, describe
 from .search_space import SearchSpace, parse_search_space
-from .searcher import FailureRateStopper, HydraOptunaSearch, TrialStartLogger
+from .searcher import FailureRateStopper, HydraOptunaSearch, SharedPlan, TrialStartLogger
 from .settings import SweepSettings
 from .storage import (
     create_storage,
@@ -45,7 +45,13 @@ from .storage import (
     resolve_storage_url,
     storage_secrets,
 )
-from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
+from .study import (
+    FINISHED,
+    check_search_space,
+    existing_trials,
+    grid_points_to_run,
+    trials_to_run,
+)
 from .trial_runner import PayloadHandle, TrialPayload, trial_trainable
 
 log = logging.getLogger("hannah_ray.sweep")
@@ -78,6 +84,7 @@ class SweepPlan:
     n_to_run: int
     sweep_dir: str
     stored_best: float | None = None
+    finished_at_start: int = 0  # finished trials the study held when the sweep planned
     # The trial configs composed while checking them, by structural overrides (compose.py).
     composed: dict[tuple[str, ...], DictConfig] = field(default_factory=dict)
 
@@ -119,6 +126,8 @@ class RayOptunaSweep:
             sweep_config=self.config,
             trial_timeout_s=self.settings.trial_timeout_s,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
+            storage_outage_s=self.settings.orphan_grace_s,
+            shared_plan=self._shared_plan(plan),
         )
         heartbeat = Heartbeat(
             plan.storage, self.settings.heartbeat_interval_s, searcher.open_trial_ids
@@ -223,8 +232,16 @@ class RayOptunaSweep:
             stored_best = best_value(values, settings.directions[0])
         return SweepPlan(
             space, custom, storage, storage_label, study_name, sampler, scheduler, n_to_run,
-            sweep_dir, stored_best, composed,
+            sweep_dir, stored_best, sum(t.state in FINISHED for t in stored), composed,
         )  # fmt: skip
+
+    def _shared_plan(self, plan: SweepPlan) -> SharedPlan | None:
+        """What the study should hold when other sweeps may run trials of it at the same time
+        (``n_trials`` is the study's total); None where none can (in memory) or each sweep runs
+        its own ``n_trials`` (``add_trials``)."""
+        if self.settings.add_trials or isinstance(plan.storage, optuna.storages.InMemoryStorage):
+            return None
+        return SharedPlan(plan.n_to_run, plan.finished_at_start, self.settings.orphan_grace_s)
 
     def _run_trials(
         self, searcher: HydraOptunaSearch, ledger: SweepLedger, plan: SweepPlan

@@ -326,13 +326,15 @@ def off_devices(value: Any) -> Any:
     """``value`` with its torch tensors (also inside mappings, sequences, named tuples and
     dataclasses) on the CPU: the driver may have no GPU, or load them onto one a trial is using."""
     torch = sys.modules.get("torch")
-    if torch is None or not _holds_tensor(value, torch.Tensor):
-        return value  # as it is: rebuilding a container may lose what its class adds
-    from lightning_utilities.core.apply_func import apply_to_collection
-
+    if torch is None:
+        return value
     try:
+        if not _holds_tensor(value, torch.Tensor):
+            return value  # as it is: rebuilding a container may lose what its class adds
+        from lightning_utilities.core.apply_func import apply_to_collection
+
         return apply_to_collection(value, torch.Tensor, _on_cpu)
-    except Exception as error:  # a container that cannot be rebuilt from its items
+    except Exception as error:  # one that cannot be walked (a cycle) or rebuilt from its items
         log.warning("The return value's tensors stay where they are: %s", error)
         return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,25 @@ def test_env_copy_takes_the_environment_of_each_trial(loader_and_master, monkeyp
         fast = composer.compose(trial)
         _same(fast, loader.load_sweep_config(master, trial))
         assert value == fast.hydra.job.env_set.HANNAH_RAY_TEST_COPIED
+
+
+def test_env_copy_falls_back_to_the_launching_environment(loader_and_master, monkeypatch) -> None:
+    """A trial worker on another node of a Ray cluster lacks a variable of the shell the sweep
+    was started from (an API key): it gets the value the sweep started with, as with a launcher
+    that composes in the launching process; a value the worker has wins."""
+    loader, _ = loader_and_master
+    monkeypatch.setenv("HANNAH_RAY_TEST_COPIED", "from the shell")
+    copied = "hydra.job.env_copy=[HANNAH_RAY_TEST_COPIED]"
+    master = loader.load_configuration("config", [*SWEEP_OVERRIDES, copied], RunMode.MULTIRUN)
+    composer = SweepConfigComposer(loader, master)
+    monkeypatch.delenv("HANNAH_RAY_TEST_COPIED")
+    for trial in (["+x=1", "db=beta"], ["+x=2", "db=gamma"], ["~db"]):  # cached, new, by Hydra
+        config = composer.compose(trial)
+        assert config.hydra.job.env_set.HANNAH_RAY_TEST_COPIED == "from the shell"
+    assert "HANNAH_RAY_TEST_COPIED" not in os.environ  # only while composing
+    monkeypatch.setenv("HANNAH_RAY_TEST_COPIED", "the worker's")
+    config = composer.compose(["+x=3", "db=beta"])
+    assert config.hydra.job.env_set.HANNAH_RAY_TEST_COPIED == "the worker's"
 
 
 @pytest.mark.parametrize("where", ["primary config", "command line", "trial"])

@@ -87,6 +87,32 @@ def test_a_stopped_trial_winds_down_before_the_sweep_ends(stored_sweep) -> None:
         assert (Path(trial.user_attrs["job_dir"]) / "wound_down").read_text() == "ok"
 
 
+def test_a_trial_stopped_with_the_sweep_ends_at_its_next_report(stored_sweep, tmp_path) -> None:
+    """The failure rate stops the sweep while another trial is inside an epoch: Tune stops that
+    trial once its current epoch's report arrives (its worker runs one call at a time), and the
+    trial ends there, stored FAIL, instead of training all its epochs."""
+    with pytest.raises(RuntimeError, match="trial x=0 fails"):
+        stored_sweep(
+            tasks.fails_or_trains,
+            [
+                "+x=range(0, 2)",
+                "hydra/sweeper/sampler=grid",
+                "hydra.sweeper.n_trials=2",
+                "hydra.sweeper.n_jobs=2",
+                "+fail_after_s=1.5",
+                "+epochs=8",
+                "+epoch_s=1",
+                "+check_batches=true",
+            ],
+        )
+    study = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db")
+    stopped = next(t for t in study.trials if t.params["+x"] == 1)
+    assert stopped.state == TrialState.FAIL
+    assert "Stopped before the task finished" in stopped.user_attrs["fail_reason"]
+    begun = int((Path(stopped.user_attrs["job_dir"]) / "epochs_begun").read_text())
+    assert 1 <= begun < 5  # 8 epochs of 1 s had it run on
+
+
 def test_an_app_that_reports_only_once_runs_under_asha(run_sweep) -> None:
     run = run_sweep(
         tasks.sphere,

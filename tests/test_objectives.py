@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,18 @@ def test_tensors_on_a_gpu_come_back_on_the_cpu() -> None:
     assert off_devices(tagged) is tagged
     plain = torch.tensor(1.0)
     assert off_devices(plain) is plain
+    # One that cannot be walked is left for the return-value rules to judge (a FAIL with a
+    # reason), not an error that Tune would take for a dead worker.
+    cyclic: list[Any] = [on_gpu]
+    cyclic.append(cyclic)
+    assert off_devices(cyclic) is cyclic
+
+    @dataclass
+    class Unset:
+        loss: Any = field(init=False)
+
+    unset = Unset()
+    assert off_devices(unset) is unset
 
 
 def test_a_dict_of_one_entry_and_an_array_of_values_need_no_more() -> None:

@@ -17,13 +17,16 @@ from optuna.distributions import FloatDistribution
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 from ray.tune.result import DONE
+from ray.tune.search import Searcher
 from sqlalchemy.exc import OperationalError
 
+from hannah_ray import searcher as searcher_module
+from hannah_ray.heartbeat import HEARTBEAT_ATTR
 from hannah_ray.ledger import SweepLedger
 from hannah_ray.reporting import EPOCH, FINAL, JOB_DIR, OBJECTIVE
 from hannah_ray.results import write_trials_table
 from hannah_ray.search_space import SearchSpace
-from hannah_ray.searcher import HydraOptunaSearch
+from hannah_ray.searcher import HydraOptunaSearch, SharedPlan
 from hannah_ray.trial_runner import JobOutcome
 
 
@@ -32,6 +35,8 @@ def _searcher(
     sweep_dir: Path | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
     trial_timeout_s: float | None = None,
+    storage_outage_s: float = 120.0,
+    shared_plan: SharedPlan | None = None,
 ) -> HydraOptunaSearch:
     sweep_config = None
     if sweep_dir is not None:  # Hydra's default job folders: <sweep dir>/<job number>
@@ -47,6 +52,8 @@ def _searcher(
         ledger=SweepLedger(0.5, 4, ["minimize"]),
         sweep_config=sweep_config,
         trial_timeout_s=trial_timeout_s,
+        storage_outage_s=storage_outage_s,
+        shared_plan=shared_plan,
     )
 
 
@@ -279,10 +286,33 @@ class _FlakyStorage(optuna.storages.InMemoryStorage):
         super().__init__()
         self.down = False
         self.exit_on_tell = False
+        self.down_after_create = False  # goes down right after creating a trial
+        self.exit_on_step = False
 
     def _check(self) -> None:
         if self.down:
             raise StorageInternalError("server closed the connection unexpectedly")
+
+    def create_new_trial(self, study_id, template_trial=None):  # noqa: ANN001, ANN201
+        self._check()
+        trial_id = super().create_new_trial(study_id, template_trial)
+        self.down = self.down or self.down_after_create
+        return trial_id
+
+    def set_trial_intermediate_value(self, trial_id, step, value):  # noqa: ANN001, ANN201
+        if self.exit_on_step:
+            self.exit_on_step = False
+            raise SystemExit(15)  # SIGTERM lands while an epoch's value is being stored
+        self._check()
+        return super().set_trial_intermediate_value(trial_id, step, value)
+
+    def get_study_id_from_name(self, study_name):  # noqa: ANN001, ANN201
+        self._check()
+        return super().get_study_id_from_name(study_name)
+
+    def set_trial_system_attr(self, trial_id, key, value):  # noqa: ANN001, ANN201
+        self._check()
+        return super().set_trial_system_attr(trial_id, key, value)
 
     def set_trial_state_values(self, trial_id, state, values=None):  # noqa: ANN001, ANN201
         if self.exit_on_tell and state.is_finished():
@@ -331,6 +361,74 @@ def test_a_trial_whose_end_is_not_stored_by_the_sweeps_end_is_told_then() -> Non
     assert (trial.state, trial.value) == (TrialState.COMPLETE, 0.25)
 
 
+def test_no_trial_starts_while_the_storage_is_down_and_the_sweep_goes_on(monkeypatch) -> None:
+    """A trial ends while the database restarts; Tune asks for the next trial at once. It gets
+    none (and asks again at its next step) until the storage is back, instead of an error that
+    would end the sweep."""
+    monkeypatch.setattr(searcher_module, "STORAGE_RETRY_S", 0.0)
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    storage.down = True
+    searcher.on_trial_complete("t1", _final(0.25))
+    assert searcher.suggest("t2") is None
+    assert searcher.suggest("t2") is None
+    storage.down = False
+    assert searcher.suggest("t2")["number"] == 1
+    searcher.trial_started("t2")
+    searcher.on_trial_complete("t2", _final(0.5))
+    trials = searcher.study.trials
+    assert [(t.state, t.value) for t in trials] == [
+        (TrialState.COMPLETE, 0.25),
+        (TrialState.COMPLETE, 0.5),
+    ]
+
+
+def test_a_trial_whose_sampling_meets_the_outage_is_stored_fail_once_the_storage_is_back(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(searcher_module, "STORAGE_RETRY_S", 0.0)
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    storage.down_after_create = True  # the trial is created, then its values cannot be stored
+    assert searcher.suggest("t2") is None
+    storage.down = storage.down_after_create = False
+    assert searcher.study.trials[1].state == TrialState.RUNNING
+    # Stamped by the heartbeat meanwhile, so that no other sweep takes it for an orphan.
+    assert searcher.study.trials[1]._trial_id in searcher.open_trial_ids()
+    _started(searcher, "t2")
+    searcher.on_trial_complete("t1", _final(0.25))  # a trial's end stores it too
+    first, unsampled, second = searcher.study.trials
+    assert first.state == TrialState.COMPLETE and second.state == TrialState.RUNNING
+    assert unsampled.state == TrialState.FAIL
+    assert "Sampling failed" in unsampled.user_attrs["fail_reason"]
+    assert unsampled._trial_id not in searcher.open_trial_ids()
+
+
+def test_a_storage_outage_longer_than_its_limit_stops_the_sweep(monkeypatch) -> None:
+    monkeypatch.setattr(searcher_module, "STORAGE_RETRY_S", 0.0)
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage, storage_outage_s=0.05)
+    storage.down = True
+    assert searcher.suggest("t1") is None
+    time.sleep(0.1)
+    with pytest.raises(StorageInternalError):
+        searcher.suggest("t1")
+
+
+def test_a_sampler_error_while_the_storage_answers_stops_at_once() -> None:
+    def broken(cfg: object, trial: optuna.Trial) -> None:
+        raise ValueError("bad custom search space")
+
+    searcher = _searcher(storage=_FlakyStorage())
+    searcher._custom_search_space = broken  # noqa: SLF001
+    with pytest.raises(ValueError, match="bad custom search space"):
+        searcher.suggest("t1")
+    (trial,) = searcher.study.trials
+    assert trial.state == TrialState.FAIL
+
+
 def test_sigterm_while_storing_a_trials_end_keeps_its_outcome() -> None:
     storage = _FlakyStorage()
     searcher = _searcher(storage=storage)
@@ -344,6 +442,37 @@ def test_sigterm_while_storing_a_trials_end_keeps_its_outcome() -> None:
     assert (first.state, first.value) == (TrialState.COMPLETE, 0.25)  # not "stopped"
     assert second.state == TrialState.FAIL
     assert "Stopped before the task finished" in second.user_attrs["fail_reason"]
+
+
+def test_sigterm_while_an_earlier_trials_end_is_stored_again_keeps_both_outcomes() -> None:
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    _started(searcher, "t2")
+    storage.down = True
+    searcher.on_trial_complete("t1", _final(0.25))  # kept, to be told again
+    storage.down = False
+    storage.exit_on_tell = True  # SIGTERM lands while t2's end tells t1's again
+    with pytest.raises(SystemExit):
+        searcher.on_trial_complete("t2", _final(0.5))
+    searcher.fail_open_trials()
+    assert [(t.state, t.value) for t in searcher.study.trials] == [
+        (TrialState.COMPLETE, 0.25),
+        (TrialState.COMPLETE, 0.5),
+    ]
+
+
+def test_sigterm_while_a_stopped_trials_last_value_is_stored_keeps_it_pruned() -> None:
+    storage = _FlakyStorage()
+    searcher = _searcher(storage=storage)
+    _started(searcher, "t1")
+    searcher.on_trial_result("t1", _report(1, 0.9, 1))
+    storage.exit_on_step = True
+    with pytest.raises(SystemExit):
+        searcher.on_trial_complete("t1", _report(2, 0.7, 2))  # ASHA stopped it at epoch 2
+    searcher.fail_open_trials()
+    (trial,) = searcher.study.trials
+    assert (trial.state, trial.value) == (TrialState.PRUNED, 0.7)
 
 
 def test_sigterm_while_sampling_leaves_no_trial_running() -> None:
@@ -368,3 +497,59 @@ def test_a_trial_that_fails_before_it_starts_is_no_timeout() -> None:
     (trial,) = searcher.study.trials
     assert trial.state == TrialState.FAIL
     assert "trial_timeout_s" not in trial.user_attrs.get("fail_reason", "")
+
+
+def _two_sweeps(n_trials: int) -> tuple[HydraOptunaSearch, HydraOptunaSearch]:
+    """Two sweeps started at the same time on one (empty) study of ``n_trials``."""
+    storage = optuna.storages.InMemoryStorage()
+    plan = SharedPlan(n_to_run=n_trials, finished_at_start=0, grace_s=120.0)
+    return _searcher(storage=storage, shared_plan=plan), _searcher(
+        storage=storage, shared_plan=plan
+    )
+
+
+def test_sweeps_sharing_a_study_run_n_trials_between_them() -> None:
+    """``n_trials`` is the study's total: the same command started on two machines splits it."""
+    a, b = _two_sweeps(4)
+    for trial_id in ("1", "2"):
+        _started(a, f"a{trial_id}")
+        _started(b, f"b{trial_id}")
+    assert a.suggest("a3") == Searcher.FINISHED
+    assert b.suggest("b3") == Searcher.FINISHED
+    for searcher, prefix in ((a, "a"), (b, "b")):
+        for trial_id in ("1", "2"):
+            searcher.on_trial_complete(f"{prefix}{trial_id}", _final(0.5))
+    assert [t.state for t in a.study.trials] == [TrialState.COMPLETE] * 4
+
+
+def test_another_sweeps_failed_trial_leaves_its_share_to_run() -> None:
+    a, b = _two_sweeps(4)
+    _started(a, "a1")
+    _started(b, "b1")
+    _started(b, "b2")
+    b.on_trial_complete("b2", error=True)  # FAIL: not one of the study's n_trials
+    for trial_id in ("a2", "a3"):  # with a1 and b1: four trials of the study's four
+        assert a.suggest(trial_id) != Searcher.FINISHED
+    assert a.suggest("a4") == Searcher.FINISHED
+
+
+def test_a_trial_a_dead_sweep_left_running_takes_no_share() -> None:
+    a, _ = _two_sweeps(2)
+    orphan = a.study.ask()  # a killed sweep's trial: its last heartbeat long ago
+    a.study._storage.set_trial_system_attr(orphan._trial_id, HEARTBEAT_ATTR, time.time() - 600)
+    _started(a, "a1")
+    _started(a, "a2")
+    assert a.suggest("a3") == Searcher.FINISHED
+    assert [t.state for t in a.study.trials].count(TrialState.RUNNING) == 3
+
+
+def test_a_continued_study_counts_what_it_held_at_the_start() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    first = _searcher(storage=storage)
+    _started(first, "t1")
+    first.on_trial_complete("t1", _final(0.5))
+    plan = SharedPlan(n_to_run=2, finished_at_start=1, grace_s=120.0)  # n_trials=3
+    rerun = _searcher(storage=storage, shared_plan=plan)
+    _started(rerun, "r1")
+    _started(rerun, "r2")
+    assert rerun.suggest("r3") == Searcher.FINISHED

@@ -191,3 +191,34 @@ def cuda_probe(cfg: DictConfig) -> dict[str, Any]:
 def environment_probe(cfg: DictConfig) -> dict[str, Any]:
     """Whether the worker running the job sees the environment variable ``cfg.variable``."""
     return {"objective": float(cfg.x), "sees_variable": cfg.variable in os.environ}
+
+
+def fails_or_trains(cfg: DictConfig) -> float:
+    """Trial ``x=0`` fails after ``fail_after_s``; the others train ``epochs`` epochs of ``epoch_s``
+    in 10 batches, reporting each epoch and, with ``check_batches``, checking for a stop every
+    batch (as the Lightning callback does). Each writes how many epochs it began into its job
+    folder, however it ends."""
+    import hannah_ray
+    from hannah_ray.reporting import stop_if_requested
+
+    if int(cfg.x) == 0:
+        time.sleep(float(cfg.fail_after_s))
+        raise RuntimeError("trial x=0 fails")
+    begun = 0
+    try:
+        for epoch in range(1, int(cfg.epochs) + 1):
+            begun = epoch
+            for _batch in range(10):
+                if cfg.check_batches:
+                    stop_if_requested()
+                time.sleep(float(cfg.epoch_s) / 10)
+            hannah_ray.report({"loss": 1.0 / epoch}, epoch=epoch)
+        return float(cfg.x)
+    finally:
+        with open(os.path.join(HydraConfig.get().runtime.output_dir, "epochs_begun"), "w") as out:
+            out.write(str(begun))
+
+
+def sleeps(cfg: DictConfig) -> float:
+    time.sleep(float(cfg.sleep_s))
+    return float(cfg.x)
