@@ -18,6 +18,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 CustomSearchSpace = Callable[[Any, optuna.Trial], None]
 JOB_DIR_CLOCK_SLACK_S = 30.0
-# While the storage is down, how long Tune's next requests for a trial wait before it is tried again.
+# While the storage is down (or other sweeps run the rest of the study), how long Tune's next
+# requests for a trial are answered with none before the storage is asked again.
 STORAGE_RETRY_S = 1.0
 
 
@@ -66,11 +68,12 @@ class _Attempt:
 @dataclass(frozen=True)
 class SharedPlan:
     """A sweep's share of a study that other sweeps may run trials of at the same time: it starts
-    trials while its own and the others' new ones (finished, or running in a live sweep) number
-    fewer than ``n_to_run``; ``finished_at_start`` is what the study held when it planned."""
+    trials while its own and the others' new ones number fewer than ``n_to_run``. New: not among
+    ``known_ids``, the trials that were finished, failed or running when it planned (its plan
+    already counts those)."""
 
     n_to_run: int
-    finished_at_start: int
+    known_ids: frozenset[int]
     grace_s: float  # hydra.sweeper.orphan_grace_s: when another sweep's trial counts as alive
 
 
@@ -136,12 +139,13 @@ class HydraOptunaSearch(OptunaSearch):
         # A storage outage: when it began, when to try again, and its limit (see _storage_is_down).
         self._storage_outage_s = storage_outage_s
         self._storage_down_since: float | None = None
-        self._storage_retry_at = 0.0
+        self._next_ask_at = 0.0
         # Trials whose sampling failed and whose FAIL the storage did not take: id -> reason.
         self._unstored_failures: dict[int, str] = {}
         self._shared_plan = shared_plan
         self._own_ids: set[int] = set()  # storage ids of the trials this sweep created
         self._n_suggested = 0
+        self._waiting_for_others = False
 
     @property
     def study(self) -> optuna.Study:
@@ -152,11 +156,15 @@ class HydraOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
-            if time.monotonic() < self._storage_retry_at:
+            if time.monotonic() < self._next_ask_at:
                 return None  # the storage is down: Tune asks again at its next step
             try:
-                if self._shared_study_is_full():
-                    return Searcher.FINISHED
+                full = self._shared_study_is_full()
+                if full is not None:
+                    if full == "wait":
+                        self._next_ask_at = time.monotonic() + STORAGE_RETRY_S
+                        return None
+                    return full
                 ot_trial = self._ask()
             except Exception as error:
                 if self._storage_is_down(error):
@@ -194,33 +202,45 @@ class HydraOptunaSearch(OptunaSearch):
             "overrides": self._search_space.trial_overrides(ot_trial.params),
         }
 
-    def _shared_study_is_full(self) -> bool:
+    def _shared_study_is_full(self) -> str | None:
         """Whether other sweeps running the same study have taken this sweep's remaining share:
-        its trials and theirs since it planned (finished, or running in a live sweep) reach
-        ``n_to_run``. Two sweeps asking at the same moment may still start one trial each."""
+        ``Searcher.FINISHED`` once its trials and the others' new finished ones reach
+        ``n_to_run``; ``"wait"`` while the others' running ones (in a live sweep) make up the rest
+        (one may still fail); None to start a trial. Two sweeps asking at the same moment may
+        still start one trial each."""
         plan = self._shared_plan
         if plan is None:
-            return False
+            return None
         now = time.time()
-        trials = self._ot_study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        )
-        others = sum(
-            1
-            for t in trials
-            if t._trial_id not in self._own_ids  # noqa: SLF001
-            and (t.state != TrialState.RUNNING or is_live(t, plan.grace_s, now))
-        )
-        taken = self._n_suggested + others - plan.finished_at_start
-        if taken < plan.n_to_run:
-            return False
+        finished = running = 0
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        for trial in self._ot_study.get_trials(deepcopy=False, states=states):
+            storage_id = trial._trial_id  # noqa: SLF001
+            if storage_id in self._own_ids or storage_id in plan.known_ids:
+                continue
+            if trial.state != TrialState.RUNNING:
+                finished += 1
+            elif is_live(trial, plan.grace_s, now):
+                running += 1
+        if self._n_suggested + finished + running < plan.n_to_run:
+            self._waiting_for_others = False
+            return None
+        if self._n_suggested + finished < plan.n_to_run:
+            if not self._waiting_for_others:
+                self._waiting_for_others = True
+                log.info(
+                    "The study's other sweeps are running the rest of hydra.sweeper.n_trials: "
+                    "waiting for them to end (a trial of theirs that fails is run here)."
+                )
+            return "wait"
         log.info(
-            "The study holds hydra.sweeper.n_trials trials (finished, or running in other sweeps "
-            "on it): this sweep starts no more (%d of its %d run here).",
+            "The study holds hydra.sweeper.n_trials trials with those other sweeps on it ran: "
+            "this sweep ends after %d of the %d it planned.",
             self._n_suggested,
             plan.n_to_run,
         )
-        return True
+        self._ledger.planned_trials = self._n_suggested  # a full study is no interruption
+        return Searcher.FINISHED
 
     def _storage_is_down(self, error: Exception) -> bool:
         """Whether starting a trial failed because the storage is down (a read of the study fails
@@ -247,7 +267,7 @@ class HydraOptunaSearch(OptunaSearch):
         elif now - self._storage_down_since > self._storage_outage_s:
             log.error("The storage has not answered for %g s: stopping.", self._storage_outage_s)
             return False
-        self._storage_retry_at = now + STORAGE_RETRY_S
+        self._next_ask_at = now + STORAGE_RETRY_S
         return True
 
     def _ask(self) -> optuna.Trial:
@@ -261,6 +281,7 @@ class HydraOptunaSearch(OptunaSearch):
             except Exception as error:
                 trial_id = _trial_id_created_by_ask(error)
                 if trial_id is not None:
+                    self._own_ids.add(trial_id)
                     queued = self._queued(trial_id) if is_locked(error) else None
                     self._store_sampling_failure(trial_id, error)
                     if queued:  # a queued point (a grid rerun's) is asked for again, not lost
@@ -298,6 +319,8 @@ class HydraOptunaSearch(OptunaSearch):
             retry_when_locked(
                 lambda: storage.set_trial_state_values(trial_id, TrialState.FAIL), what
             )
+        except UpdateFinishedTrialError:  # stored before (a lost reply), or reclaimed by another
+            self._unstored_failures.pop(trial_id, None)
         except Exception as store_error:  # the sampler's error matters more
             log.error("Could not store the trial as FAIL (trying again later): %s", store_error)
             self._unstored_failures[trial_id] = reason

@@ -45,13 +45,7 @@ from .storage import (
     resolve_storage_url,
     storage_secrets,
 )
-from .study import (
-    FINISHED,
-    check_search_space,
-    existing_trials,
-    grid_points_to_run,
-    trials_to_run,
-)
+from .study import check_search_space, existing_trials, grid_points_to_run, trials_to_run
 from .trial_runner import PayloadHandle, TrialPayload, trial_trainable
 
 log = logging.getLogger("hannah_ray.sweep")
@@ -84,7 +78,8 @@ class SweepPlan:
     n_to_run: int
     sweep_dir: str
     stored_best: float | None = None
-    finished_at_start: int = 0  # finished trials the study held when the sweep planned
+    # Trials the study held when the sweep planned, other than queued ones (see SharedPlan).
+    known_ids: frozenset[int] = frozenset()
     # The trial configs composed while checking them, by structural overrides (compose.py).
     composed: dict[tuple[str, ...], DictConfig] = field(default_factory=dict)
 
@@ -232,7 +227,7 @@ class RayOptunaSweep:
             stored_best = best_value(values, settings.directions[0])
         return SweepPlan(
             space, custom, storage, storage_label, study_name, sampler, scheduler, n_to_run,
-            sweep_dir, stored_best, sum(t.state in FINISHED for t in stored), composed,
+            sweep_dir, stored_best, _known_ids(stored), composed,
         )  # fmt: skip
 
     def _shared_plan(self, plan: SweepPlan) -> SharedPlan | None:
@@ -241,7 +236,7 @@ class RayOptunaSweep:
         its own ``n_trials`` (``add_trials``)."""
         if self.settings.add_trials or isinstance(plan.storage, optuna.storages.InMemoryStorage):
             return None
-        return SharedPlan(plan.n_to_run, plan.finished_at_start, self.settings.orphan_grace_s)
+        return SharedPlan(plan.n_to_run, plan.known_ids, self.settings.orphan_grace_s)
 
     def _run_trials(
         self, searcher: HydraOptunaSearch, ledger: SweepLedger, plan: SweepPlan
@@ -408,6 +403,12 @@ class RayOptunaSweep:
                 f"failed on a test trial with {sample}: {type(error).__name__}: {error}"
             ) from error
         return dict(trial.params)
+
+
+def _known_ids(stored: list[optuna.trial.FrozenTrial]) -> frozenset[int]:
+    """Storage ids of the stored trials the plan counts: all but the queued (WAITING) ones, which
+    this sweep or another runs."""
+    return frozenset(t._trial_id for t in stored if t.state != TrialState.WAITING)  # noqa: SLF001
 
 
 def trials_that_fit(nodes: list[dict[str, Any]], needs: Mapping[str, float]) -> int:

@@ -502,54 +502,75 @@ def test_a_trial_that_fails_before_it_starts_is_no_timeout() -> None:
 def _two_sweeps(n_trials: int) -> tuple[HydraOptunaSearch, HydraOptunaSearch]:
     """Two sweeps started at the same time on one (empty) study of ``n_trials``."""
     storage = optuna.storages.InMemoryStorage()
-    plan = SharedPlan(n_to_run=n_trials, finished_at_start=0, grace_s=120.0)
+    plan = SharedPlan(n_to_run=n_trials, known_ids=frozenset(), grace_s=120.0)
     return _searcher(storage=storage, shared_plan=plan), _searcher(
         storage=storage, shared_plan=plan
     )
 
 
-def test_sweeps_sharing_a_study_run_n_trials_between_them() -> None:
+@pytest.fixture
+def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(searcher_module, "STORAGE_RETRY_S", 0.0)
+
+
+def test_sweeps_sharing_a_study_run_n_trials_between_them(no_retry_delay) -> None:
     """``n_trials`` is the study's total: the same command started on two machines splits it."""
     a, b = _two_sweeps(4)
     for trial_id in ("1", "2"):
         _started(a, f"a{trial_id}")
         _started(b, f"b{trial_id}")
-    assert a.suggest("a3") == Searcher.FINISHED
-    assert b.suggest("b3") == Searcher.FINISHED
+    assert a.suggest("a3") is None  # the others' running trials may still fail: wait
     for searcher, prefix in ((a, "a"), (b, "b")):
         for trial_id in ("1", "2"):
             searcher.on_trial_complete(f"{prefix}{trial_id}", _final(0.5))
+    assert a.suggest("a3") == Searcher.FINISHED
+    assert b.suggest("b3") == Searcher.FINISHED
     assert [t.state for t in a.study.trials] == [TrialState.COMPLETE] * 4
+    assert not a._ledger.stopped_early  # a full study is a normal end, not an interruption
 
 
-def test_another_sweeps_failed_trial_leaves_its_share_to_run() -> None:
+def test_another_sweeps_failed_trial_leaves_its_share_to_run(no_retry_delay) -> None:
     a, b = _two_sweeps(4)
     _started(a, "a1")
     _started(b, "b1")
     _started(b, "b2")
     b.on_trial_complete("b2", error=True)  # FAIL: not one of the study's n_trials
     for trial_id in ("a2", "a3"):  # with a1 and b1: four trials of the study's four
-        assert a.suggest(trial_id) != Searcher.FINISHED
+        assert a.suggest(trial_id) not in (None, Searcher.FINISHED)
+    assert a.suggest("a4") is None
+    b.on_trial_complete("b1", _final(0.5))
     assert a.suggest("a4") == Searcher.FINISHED
 
 
-def test_a_trial_a_dead_sweep_left_running_takes_no_share() -> None:
+def test_a_trial_left_running_by_a_dead_sweep_takes_no_share(no_retry_delay) -> None:
+    storage = optuna.storages.InMemoryStorage()
+    killed = optuna.create_study(study_name="study", storage=storage).ask()  # before the plan
     a, _ = _two_sweeps(2)
-    orphan = a.study.ask()  # a killed sweep's trial: its last heartbeat long ago
-    a.study._storage.set_trial_system_attr(orphan._trial_id, HEARTBEAT_ATTR, time.time() - 600)
+    plan = SharedPlan(n_to_run=2, known_ids=frozenset({killed._trial_id}), grace_s=120.0)
+    rerun = _searcher(storage=storage, shared_plan=plan)  # just after the kill: beat still fresh
+    rerun.study._storage.set_trial_system_attr(killed._trial_id, HEARTBEAT_ATTR, time.time())
+    _started(rerun, "r1")
+    _started(rerun, "r2")
+    rerun.on_trial_complete("r1", _final(0.5))
+    rerun.on_trial_complete("r2", _final(0.5))
+    assert rerun.suggest("r3") == Searcher.FINISHED
+    # One that a sweep started after this one planned, then died: counted until its beat is stale.
+    late = a.study.ask()
+    a.study._storage.set_trial_system_attr(late._trial_id, HEARTBEAT_ATTR, time.time() - 600)
     _started(a, "a1")
     _started(a, "a2")
     assert a.suggest("a3") == Searcher.FINISHED
-    assert [t.state for t in a.study.trials].count(TrialState.RUNNING) == 3
 
 
-def test_a_continued_study_counts_what_it_held_at_the_start() -> None:
+def test_a_continued_study_counts_only_what_is_new(no_retry_delay) -> None:
     storage = optuna.storages.InMemoryStorage()
     first = _searcher(storage=storage)
     _started(first, "t1")
     first.on_trial_complete("t1", _final(0.5))
-    plan = SharedPlan(n_to_run=2, finished_at_start=1, grace_s=120.0)  # n_trials=3
-    rerun = _searcher(storage=storage, shared_plan=plan)
+    known = frozenset(t._trial_id for t in first.study.trials)
+    rerun = _searcher(storage=storage, shared_plan=SharedPlan(2, known, 120.0))  # n_trials=3
     _started(rerun, "r1")
     _started(rerun, "r2")
+    rerun.on_trial_complete("r1", _final(0.5))
+    rerun.on_trial_complete("r2", _final(0.5))
     assert rerun.suggest("r3") == Searcher.FINISHED
